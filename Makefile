@@ -1,0 +1,40 @@
+# The commands the README names. Each one creates .venv and installs the project into it
+# when it is missing or older than pyproject.toml, so a fresh clone needs only Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+LAB_ARGS ?=
+
+.PHONY: lab test test-fast install server-start server-stop server-status reset bench clean-venv
+
+lab: $(STAMP)            ## open JupyterLab with the embedded PostgreSQL running (or DATABASE_URL's server)
+	$(PY) -m helpers lab $(LAB_ARGS)
+
+test: $(STAMP)           ## the whole suite: unit tests + every notebook under nbval (strict)
+	$(PY) -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
+
+test-fast: $(STAMP)      ## unit tests only
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + "); set PYTHON=python3.12 or similar.")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $(STAMP)
+
+server-start: $(STAMP)
+	$(PY) -m helpers server start
+server-stop: $(STAMP)
+	$(PY) -m helpers server stop
+server-status: $(STAMP)
+	$(PY) -m helpers server status
+reset: $(STAMP)          ## drop every lesson database the workbook created (they are rebuilt on demand)
+	$(PY) -m helpers reset
+
+clean-venv:
+	rm -rf $(VENV)

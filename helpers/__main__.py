@@ -1,0 +1,136 @@
+"""Command line: ``python -m helpers server|data|reset|bench|lab ...`` (see ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from . import server, settings
+from .errors import WorkbookError
+
+
+def _server(args: argparse.Namespace) -> int:
+    if os.environ.get("DATABASE_URL") and args.action in ("start", "stop"):
+        print("DATABASE_URL is set, so the workbook uses that server; the embedded one is only for when it is unset.")
+    if args.action == "start":
+        st = server.ensure_running(hold=False, pin=True, tcp_port=args.tcp)
+        print(f"Embedded PostgreSQL running (pid {st.pid}, data in {st.pgdata}); it runs until "
+              "`python -m helpers server stop`.")
+        print(server.url(tcp=bool(args.tcp)))
+    elif args.action == "stop":
+        others = server.stop()
+        print("Embedded PostgreSQL stopped." + (f" ({others} process(es) were still using it.)" if others else ""))
+    elif args.action == "status":
+        st = server.status()
+        if not st.running:
+            print(f"Embedded PostgreSQL is not running (data directory {st.pgdata}).")
+            return 3
+        print(f"Embedded PostgreSQL running: pid {st.pid}, data {st.pgdata}, socket {st.socket_dir}"
+              + (f", TCP 127.0.0.1:{st.tcp_port}" if st.tcp_port else "") + ".")
+        print(f"Used by {len(st.holders)} process(es); " + ("started explicitly (runs until `server stop`)."
+                                                           if st.pinned else "stops when the last one exits."))
+    elif args.action == "url":
+        if args.tcp:
+            st = server.ensure_running(hold=False, pin=True, tcp_port=args.tcp)
+        else:
+            st = server.status()
+        print(server.url(tcp=bool(args.tcp)))
+        if not st.running:
+            print("(not running now: start it with `python -m helpers server start`)", file=sys.stderr)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from . import db
+
+    if args.action == "verify":
+        from . import datasets
+
+        datasets.verify_manifest()
+        print("datasets/ matches its manifest.")
+        return 0
+    scale = settings.current_scale(args.scale)
+    name = db.ensure_template(scale, force=args.force)
+    settings.write_setting("scale", scale)
+    print(f"Data set {scale!r} loaded as template {name}; new lessons copy it.")
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from . import db
+
+    with db.connect() as admin:
+        dropped = 0
+        for name, mark in db.own_databases():
+            if args.all or (mark.get("kind") == "lesson" and (not args.lessons or mark.get("lesson") in args.lessons)):
+                db.drop_own(admin, name)
+                print(f"dropped {name}")
+                dropped += 1
+    print(f"{dropped} database(s) dropped; re-running a notebook's first cell creates its database again.")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.what == "load":
+        from .bench_load import main
+    else:
+        from .bench_timer import main
+    return main(args.rest)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    """Keep the embedded server up for as long as JupyterLab runs (``make lab``)."""
+    if not os.environ.get("DATABASE_URL"):
+        st = server.ensure_running(hold=True)
+        print(f"Embedded PostgreSQL {st.pgdata} is up; it stops when JupyterLab exits.")
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--notebook-dir", str(settings.PROJECT_ROOT / "notebooks"),
+           *args.rest]
+    if os.geteuid() == 0 and "--allow-root" not in cmd:
+        cmd.append("--allow-root")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m helpers", description="Postgres Design Workbook tools.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("server", help="the embedded PostgreSQL 18")
+    s.add_argument("action", choices=["start", "stop", "status", "url"])
+    s.add_argument("--tcp", nargs="?", type=int, const=settings.DEFAULT_TCP_PORT, default=None, metavar="PORT",
+                   help=f"also listen on 127.0.0.1:PORT (default {settings.DEFAULT_TCP_PORT}) for GUI clients")
+    s.set_defaults(func=_server)
+
+    d = sub.add_parser("data", help="load or verify the data set")
+    d.add_argument("action", choices=["load", "verify"])
+    d.add_argument("--scale", choices=settings.SCALES)
+    d.add_argument("--force", action="store_true", help="rebuild even if already loaded")
+    d.set_defaults(func=_data)
+
+    r = sub.add_parser("reset", help="drop lesson databases (only ones the workbook created)")
+    r.add_argument("lessons", nargs="*", help="lesson names, e.g. 03_indexing (default: all lessons)")
+    r.add_argument("--all", action="store_true", help="also drop the loaded data templates")
+    r.set_defaults(func=_reset)
+
+    b = sub.add_parser("bench", help="benchmarks that print measured ratios")
+    b.add_argument("what", choices=["load", "timer"])
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=_bench)
+
+    lab = sub.add_parser("lab", help="run JupyterLab with the embedded server up (what `make lab` calls)")
+    lab.add_argument("rest", nargs=argparse.REMAINDER)
+    lab.set_defaults(func=_lab)
+
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

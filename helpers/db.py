@@ -1,0 +1,476 @@
+"""Connections, the workbook's own databases, and the one call at the top of every notebook (00_start_here).
+
+Which server: ``DATABASE_URL`` when it is set (docker-compose, a managed server, a workshop server), otherwise the
+embedded PostgreSQL 18 (:mod:`helpers.server`).
+
+Which databases: the workbook creates and touches only databases whose names start with ``pdw_<role>_`` *and* that
+carry its marker comment (``COMMENT ON DATABASE ... IS 'pdw:...'``). Anything else it refuses to drop or rewrite.
+
+* ``pdw_<role>_tpl_<scale>``: the loaded data set, the template lesson databases are copied from;
+* ``pdw_<role>_<lesson>``: one per notebook, re-created by each run of its first cell;
+* ``pdw_<role>_t_<random>``: scratch databases for tests, dropped afterwards.
+
+``<role>`` is the connecting role, so learners sharing one workshop server never collide.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+from urllib.parse import quote, unquote
+
+import psycopg
+from psycopg import sql as pgsql
+
+from . import server, settings
+from .errors import WorkbookError, show_without_traceback
+
+MIN_SERVER_VERSION = 150000
+MARKER = "pdw:"
+APP_NAME = "postgres-design-workbook"
+
+
+# ---------------------------------------------------------------- which server
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: connection keywords for psycopg, plus a human description."""
+
+    kwargs: dict
+    kind: str  # "embedded" or "DATABASE_URL"
+
+    @property
+    def where(self) -> str:
+        if self.kind == "embedded":
+            return f"embedded, socket in {self.kwargs.get('host')}"
+        host = self.kwargs.get("host") or "local socket"
+        return f"DATABASE_URL, {host}:{self.kwargs.get('port') or 5432}"
+
+    def with_db(self, dbname: str) -> "Target":
+        return Target({**self.kwargs, "dbname": dbname}, self.kind)
+
+    def sqlalchemy_url(self, dbname: str | None = None) -> str:
+        kw = self.kwargs
+        user = quote(kw.get("user") or "", safe="")
+        pw = kw.get("password")
+        auth = f"{user}:{quote(pw, safe='')}@" if pw else (f"{user}@" if user else "")
+        host = kw.get("host") or ""
+        query = {k: v for k, v in kw.items() if k not in ("user", "password", "host", "port", "dbname")}
+        netloc = ""
+        if host and not host.startswith("/"):
+            netloc = host + (f":{kw['port']}" if kw.get("port") else "")
+        elif host:
+            query["host"] = host
+        qs = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in query.items())
+        return f"postgresql+psycopg://{auth}{netloc}/{dbname or kw.get('dbname') or 'postgres'}" + (f"?{qs}" if qs else "")
+
+
+def _mask(url: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def parse_database_url(url: str) -> dict:
+    """Turn a ``postgresql://`` URL into psycopg keywords; a malformed one gives one clear sentence."""
+    url = url.strip()
+    m = re.match(r"^(postgres|postgresql)(\+psycopg2?)?://", url)
+    if not m:
+        raise WorkbookError(
+            f"DATABASE_URL {_mask(url)!r} is not a PostgreSQL URL; it should look like "
+            "postgresql://user:password@host:5432/dbname (or unset it to use the embedded server).")
+    try:
+        kwargs = psycopg.conninfo.conninfo_to_dict("postgresql://" + url[m.end():])
+    except psycopg.ProgrammingError as exc:
+        raise WorkbookError(
+            f"DATABASE_URL {_mask(url)!r} could not be parsed ({str(exc).splitlines()[0]}); it should look like "
+            "postgresql://user:password@host:5432/dbname.") from None
+    port = kwargs.get("port")
+    if port is not None and not str(port).isdigit():
+        raise WorkbookError(f"DATABASE_URL {_mask(url)!r} has port {port!r}, which is not a number.")
+    return kwargs
+
+
+def target() -> Target:
+    """The server the workbook uses now (starting the embedded one if needed, held until this process exits)."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        kwargs = parse_database_url(url)
+        kwargs.setdefault("dbname", "postgres")
+        return Target(kwargs, "DATABASE_URL")
+    server.ensure_running(hold=True)
+    return Target({"host": str(server.socket_dir()), "user": "postgres", "dbname": "postgres"}, "embedded")
+
+
+# ---------------------------------------------------------------- connecting, with clear errors
+
+def session_options(timeout: str | None = None) -> str:
+    """Session defaults for every workbook connection (passed as libpq ``options``)."""
+    timeout = timeout or settings.statement_timeout()
+    # jit off: JIT compilation adds tens of ms to some plans on some builds, which would blur before/after timings.
+    return f"-c statement_timeout={timeout} -c timezone=UTC -c jit=off -c lock_timeout=30s"
+
+
+def _explain_connect_error(exc: Exception, tgt: Target) -> WorkbookError:
+    msg = str(exc).strip()
+    host = tgt.kwargs.get("host") or "the local socket"
+    port = tgt.kwargs.get("port") or 5432
+    user = tgt.kwargs.get("user") or os.environ.get("USER", "?")
+    db = tgt.kwargs.get("dbname")
+    low = msg.lower()
+    if "password authentication failed" in low or "no password supplied" in low or "authentication failed" in low:
+        text = (f"PostgreSQL at {host}:{port} rejected the login for role {user!r}: check the user name and password "
+                "in DATABASE_URL.")
+    elif re.search(r'role ".*" does not exist', low):
+        text = f"PostgreSQL at {host}:{port} has no role {user!r}: fix the user name in DATABASE_URL."
+    elif re.search(r'database ".*" does not exist', low):
+        text = (f"PostgreSQL at {host}:{port} has no database {db!r}: create it (createdb {db}) or point DATABASE_URL "
+                "at an existing one such as /postgres.")
+    elif "timeout" in low or "refused" in low or "could not connect" in low or "no such file" in low \
+            or "could not translate host name" in low or "name or service not known" in low:
+        hint = ("Is that server running and reachable? Check host and port in DATABASE_URL, or unset DATABASE_URL to "
+                "use the embedded server.") if tgt.kind == "DATABASE_URL" else \
+            "Restart it with `python -m helpers server start`."
+        text = f"Cannot reach PostgreSQL at {host}:{port}. {hint}"
+    else:
+        text = f"Could not connect to PostgreSQL at {host}:{port}: {msg.splitlines()[-1]}"
+    return WorkbookError(text)
+
+
+def connect(dbname: str | None = None, *, timeout: str | None = None, tgt: Target | None = None,
+            app: str = APP_NAME) -> psycopg.Connection:
+    """An autocommit psycopg connection with the workbook's session defaults."""
+    tgt = tgt or target()
+    kwargs = {**tgt.kwargs, "dbname": dbname or tgt.kwargs.get("dbname")}
+    kwargs.setdefault("connect_timeout", 5)
+    try:
+        conn = psycopg.connect(**kwargs, autocommit=True, options=session_options(timeout), application_name=app)
+    except psycopg.OperationalError as exc:
+        raise _explain_connect_error(exc, tgt.with_db(kwargs["dbname"])) from None
+    return conn
+
+
+def check_server(conn: psycopg.Connection) -> None:
+    """Refuse servers older than 15 and roles that may not create databases, in one sentence each."""
+    if conn.info.server_version < MIN_SERVER_VERSION:
+        raise WorkbookError(
+            f"This server runs PostgreSQL {conn.info.server_version // 10000}; the workbook needs 15 or newer "
+            "(unset DATABASE_URL to use the embedded PostgreSQL 18).")
+    row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not row or not row[0]:
+        raise WorkbookError(
+            f"Role {conn.info.user!r} may not create databases, which every lesson needs; ask the server's admin for "
+            f"ALTER ROLE {conn.info.user} CREATEDB, or use another role.")
+
+
+def server_version(conn: psycopg.Connection) -> str:
+    v = conn.info.server_version
+    return f"{v // 10000}.{v % 100}"
+
+
+# ---------------------------------------------------------------- the workbook's own databases
+
+def role_slug(role: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", role.lower()).strip("_") or "user"
+    return slug[:20]
+
+
+def db_name(role: str, suffix: str) -> str:
+    """``pdw_<role>_<suffix>``, at most 63 bytes (PostgreSQL's identifier limit)."""
+    suffix = re.sub(r"[^a-z0-9_]+", "_", suffix.lower()).strip("_")
+    return f"pdw_{role_slug(role)}_{suffix}"[:63]
+
+
+def marker_of(conn: psycopg.Connection, dbname: str) -> dict | None:
+    """The workbook's marker on a database as a dict; None if it carries none; LookupError if it does not exist."""
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+    if row is None:
+        raise LookupError(dbname)
+    comment = row[0] or ""
+    if not comment.startswith(MARKER):
+        return None
+    try:
+        return json.loads(comment[len(MARKER):])
+    except ValueError:
+        return None
+
+
+def exists(conn: psycopg.Connection, dbname: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+
+
+def set_marker(conn: psycopg.Connection, dbname: str, **info: Any) -> None:
+    conn.execute(pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        pgsql.Identifier(dbname), pgsql.Literal(MARKER + json.dumps(info, sort_keys=True))))
+
+
+def drop_own(conn: psycopg.Connection, dbname: str) -> bool:
+    """Drop a database only if the workbook created it (marker present); refuse otherwise. False if absent."""
+    try:
+        mark = marker_of(conn, dbname)
+    except LookupError:
+        return False
+    if mark is None or not dbname.startswith("pdw_"):
+        raise WorkbookError(
+            f"Database {dbname!r} exists but was not created by the workbook, so it is left untouched; rename or drop "
+            "it yourself, or connect as another role.")
+    conn.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(dbname)))
+    return True
+
+
+def create_own(conn: psycopg.Connection, dbname: str, *, template: str | None = None, **info: Any) -> None:
+    """Create a database and mark it as the workbook's (C collation, so sort order is the same on every server)."""
+    if template:
+        stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(pgsql.Identifier(dbname),
+                                                                   pgsql.Identifier(template))
+    else:
+        stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
+                         ).format(pgsql.Identifier(dbname))
+    for attempt in range(20):
+        try:
+            conn.execute(stmt)
+            break
+        except psycopg.errors.ObjectInUse:
+            # Another session is connected to the template (CREATE DATABASE needs it idle); wait and retry.
+            if attempt == 19:
+                raise WorkbookError(f"Template {template!r} stayed busy; close other sessions using it and retry.") \
+                    from None
+            import time
+            time.sleep(0.25)
+        except psycopg.errors.InvalidParameterValue:
+            if template:
+                raise
+            # No C.UTF-8 locale on that server's OS: plain C keeps the same sort order.
+            stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+                             ).format(pgsql.Identifier(dbname))
+    set_marker(conn, dbname, **info)
+
+
+@contextlib.contextmanager
+def advisory_lock(conn: psycopg.Connection, name: str) -> Iterator[None]:
+    """A server-wide lock so two processes never build the same template at once."""
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
+
+# ---------------------------------------------------------------- templates (the loaded data)
+
+def data_version() -> str:
+    """Changes whenever the shipped data or the generator changes, so stale templates are rebuilt."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    pkg = settings.PROJECT_ROOT / "helpers"
+    for path in (settings.PROJECT_ROOT / "datasets" / "manifest.json", pkg / "generate.py", pkg / "datasets.py",
+                 pkg / "schema.sql"):
+        if path.exists():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def template_name(conn: psycopg.Connection, scale: str) -> str:
+    return db_name(conn.info.user, f"tpl_{scale}")
+
+
+def ensure_template(scale: str | None = None, *, force: bool = False, progress: bool = True,
+                    loader: Callable[[psycopg.Connection, str, bool], dict] | None = None) -> str:
+    """Build the template database for ``scale`` if it is missing, half-built or stale; return its name."""
+    scale = settings.current_scale(scale)
+    tgt = target()
+    with connect(tgt=tgt) as admin:
+        check_server(admin)
+        name = template_name(admin, scale)
+        version = data_version()
+        with advisory_lock(admin, name):
+            mark = None
+            if exists(admin, name):
+                mark = marker_of(admin, name)
+                if mark is None:
+                    raise WorkbookError(f"Database {name!r} exists but was not created by the workbook; "
+                                        "it is left untouched (rename it, or use another role).")
+            if mark and mark.get("state") == "ready" and mark.get("version") == version and not force:
+                return name
+            if mark:  # half-built (a killed load), stale data, or forced: rebuild from scratch
+                drop_own(admin, name)
+            create_own(admin, name, kind="template", scale=scale, state="building", version=version)
+            try:
+                if loader is None:
+                    from .datasets import load_into as loader
+                with connect(name, tgt=tgt, timeout="0") as conn:
+                    counts = loader(conn, scale, progress)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    drop_own(admin, name)
+                raise
+            set_marker(admin, name, kind="template", scale=scale, state="ready", version=version,
+                       rows=int(sum(counts.values())))
+    return name
+
+
+def template_rows(admin: psycopg.Connection, name: str) -> int | None:
+    mark = marker_of(admin, name) or {}
+    return mark.get("rows")
+
+
+# ---------------------------------------------------------------- the lesson
+
+@dataclass
+class Lesson:
+    """What a notebook works with: its own database, an engine, a connection and a way to run SQL."""
+
+    name: str
+    dbname: str
+    scale: str
+    target: Target
+    version: str
+    conn: psycopg.Connection = field(repr=False)
+    timeout: str = field(default_factory=settings.statement_timeout)
+    _engine: Any = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the lesson database (password included when DATABASE_URL has one)."""
+        return self.target.sqlalchemy_url(self.dbname)
+
+    @property
+    def engine(self):
+        """A SQLAlchemy 2 engine on the lesson database, with the same session defaults."""
+        if self._engine is None:
+            from sqlalchemy import create_engine
+
+            self._engine = create_engine(
+                self.url, connect_args={"options": session_options(), "application_name": f"pdw:{self.name}"})
+        return self._engine
+
+    def sql(self, query: str, params: dict | None = None):
+        """Run a query and return a pandas DataFrame (parameters as ``%(name)s`` with a dict)."""
+        import pandas as pd
+
+        with _explained(self):
+            cur = self.conn.execute(query, params or None)
+            if cur.description is None:
+                return pd.DataFrame()
+            cols = [d.name for d in cur.description]
+            return pd.DataFrame(cur.fetchall(), columns=cols)
+
+    def run(self, statement: str, params: dict | None = None) -> int:
+        """Execute a statement (autocommit); returns the number of rows it affected."""
+        with _explained(self):
+            cur = self.conn.execute(statement, params or None)
+            return cur.rowcount
+
+    def scalar(self, query: str, params: dict | None = None):
+        """The single value a query returns."""
+        with _explained(self):
+            row = self.conn.execute(query, params or None).fetchone()
+            return None if row is None else row[0]
+
+    def try_sql(self, statement: str, params: dict | None = None) -> bool:
+        """Run a statement that may fail on purpose; print the error in one line instead of raising."""
+        try:
+            self.run(statement, params)
+        except WorkbookError as exc:
+            print(f"ERROR: {exc}")
+            return False
+        print("OK")
+        return True
+
+    def set_timeout(self, value: str) -> None:
+        """Change statement_timeout for this lesson's connection, e.g. ``'5min'`` or ``'0'`` (no limit)."""
+        with _explained(self):
+            self.conn.execute(pgsql.SQL("SET statement_timeout = {}").format(pgsql.Literal(value)))
+        self.timeout = value
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def explain_sql_error(exc: psycopg.Error, timeout: str | None = None) -> str:
+    """One sentence for an error raised by learner SQL."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        if "statement timeout" in str(exc):
+            return (f"The query ran longer than statement_timeout ({timeout or settings.statement_timeout()}) and was "
+                    "stopped; make it cheaper (an index, a LIMIT) or raise the limit with db.set_timeout('5min').")
+        return "The query was cancelled (interrupted) and the server stopped it; the connection is still usable."
+    diag = exc.diag
+    text = (diag.message_primary or str(exc).splitlines()[0]).strip()
+    if diag.message_detail:
+        text += f" ({diag.message_detail.strip()})"
+    return text
+
+
+@contextlib.contextmanager
+def _explained(lesson: Lesson) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except psycopg.OperationalError as exc:
+        if lesson.conn.closed:
+            raise WorkbookError("The connection to the server was lost; re-run the lesson's first cell.") from None
+        raise WorkbookError(explain_sql_error(exc, lesson.timeout)) from None
+    except psycopg.Error as exc:
+        raise WorkbookError(explain_sql_error(exc, lesson.timeout)) from None
+
+
+def lesson(name: str, scale: str | None = None, *, quiet: bool = False) -> Lesson:
+    """Give a notebook its own, freshly copied database. Re-running it starts the lesson over.
+
+    Prints which server, version and data scale the notebook runs on.
+    """
+    show_without_traceback()
+    scale = settings.current_scale(scale)
+    tgt = target()
+    template = ensure_template(scale, progress=not quiet)
+    with connect(tgt=tgt) as admin:
+        dbname = db_name(admin.info.user, name)
+        drop_own(admin, dbname)
+        create_own(admin, dbname, template=template, kind="lesson", lesson=name, scale=scale)
+        rows = template_rows(admin, template)
+        version = server_version(admin)
+    conn = connect(dbname, tgt=tgt, app=f"pdw:{name}")
+    les = Lesson(name=name, dbname=dbname, scale=scale, target=tgt, version=version, conn=conn)
+    if not quiet:
+        print(f"Lesson {name}: database {dbname}, a fresh copy of the {scale!r} data set"
+              + (f" ({rows:,} rows)" if rows else "") + ".")
+        print(f"Server: PostgreSQL {version} ({tgt.where}); statement_timeout {settings.statement_timeout()}.")
+    return les
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str = "t") -> Iterator[psycopg.Connection]:
+    """A fresh empty database of the workbook's own, dropped afterwards (tests and benchmarks)."""
+    tgt = target()
+    with connect(tgt=tgt) as admin:
+        check_server(admin)
+        name = db_name(admin.info.user, f"{prefix}_{secrets.token_hex(4)}")
+        create_own(admin, name, kind="scratch")
+        try:
+            with connect(name, tgt=tgt) as conn:
+                yield conn
+        finally:
+            drop_own(admin, name)
+
+
+def own_databases() -> list[tuple[str, dict]]:
+    """The databases this role's workbook created on the current server, with their markers."""
+    with connect() as admin:
+        prefix = db_name(admin.info.user, "")
+        rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
+                             (prefix.replace("_", r"\_") + "%",)).fetchall()
+        out = []
+        for (name,) in rows:
+            mark = marker_of(admin, name)
+            if mark is not None:
+                out.append((name, mark))
+        return out

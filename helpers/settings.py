@@ -1,0 +1,48 @@
+"""Where the workbook keeps its files and which defaults it uses (00_start_here)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+#: The project checkout (the package is installed in editable mode from it); PDW_HOME overrides.
+PROJECT_ROOT = Path(os.environ.get("PDW_HOME") or Path(__file__).resolve().parent.parent)
+VAR_DIR = PROJECT_ROOT / "var"              # git-ignored: server data, settings, screenshots
+PGDATA = VAR_DIR / "pgdata"                 # the embedded server's data directory
+SETTINGS_FILE = VAR_DIR / "settings.json"
+
+SCALES = ("tiny", "default", "workshop")
+DEFAULT_SCALE = "default"
+#: statement_timeout for every workbook connection: a runaway query stops instead of hanging the kernel.
+DEFAULT_STATEMENT_TIMEOUT = "60s"
+#: Port used when a GUI client asks for TCP (`python -m helpers server start --tcp`).
+DEFAULT_TCP_PORT = 55432
+
+
+def statement_timeout() -> str:
+    """The configured statement_timeout (PDW_STATEMENT_TIMEOUT, e.g. ``30s`` or ``2min``)."""
+    return os.environ.get("PDW_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT)
+
+
+def read_settings() -> dict:
+    try:
+        return json.loads(SETTINGS_FILE.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def write_setting(key: str, value) -> None:
+    VAR_DIR.mkdir(exist_ok=True)
+    data = read_settings()
+    data[key] = value
+    SETTINGS_FILE.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def current_scale(explicit: str | None = None) -> str:
+    """The data scale: an explicit argument, else PDW_SCALE, else the last `data load --scale`, else 'default'."""
+    from .errors import WorkbookError
+
+    scale = explicit or os.environ.get("PDW_SCALE") or read_settings().get("scale") or DEFAULT_SCALE
+    if scale not in SCALES:
+        raise WorkbookError(f"Unknown data scale {scale!r}; choose one of {', '.join(SCALES)}.")
+    return scale
