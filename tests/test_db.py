@@ -1,0 +1,223 @@
+"""The foundation's guard rails: clear errors, owned databases only, timeouts, interrupts."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+
+from helpers import db
+from helpers.errors import WorkbookError
+
+
+def _one_sentence(msg: str) -> None:
+    assert "\n" not in msg and "Traceback" not in msg
+    assert msg.rstrip().endswith((".", ")")), msg
+
+
+# ---------------------------------------------------------------- DATABASE_URL and connection errors
+
+@pytest.mark.parametrize("url", ["garbage", "mysql://root@localhost/db", "postgresql://u@host:notaport/db",
+                                 "postgresql://u@/db?badoption=1"])
+def test_malformed_database_url_gives_one_sentence(monkeypatch, url):
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(WorkbookError) as err:
+        db.connect(tgt=db.target())
+    _one_sentence(str(err.value))
+    assert "DATABASE_URL" in str(err.value) or "PostgreSQL" in str(err.value)
+
+
+def test_password_is_masked_in_messages(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "mysql://alice:s3cret@host/db")
+    with pytest.raises(WorkbookError) as err:
+        db.target()
+    assert "s3cret" not in str(err.value)
+
+
+def test_unreachable_server_names_host_and_port(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/postgres")
+    with pytest.raises(WorkbookError) as err:
+        db.connect()
+    msg = str(err.value)
+    _one_sentence(msg)
+    assert "127.0.0.1:1" in msg and "DATABASE_URL" in msg
+
+
+def test_unknown_role_is_explained():
+    tgt = db.target()
+    bad = db.Target({**tgt.kwargs, "user": "pdw_no_such_role"}, tgt.kind)
+    with pytest.raises(WorkbookError) as err:
+        db.connect(tgt=bad)
+    assert "pdw_no_such_role" in str(err.value)
+    _one_sentence(str(err.value))
+
+
+def test_unknown_database_is_explained():
+    with pytest.raises(WorkbookError) as err:
+        db.connect("pdw_no_such_database_xyz")
+    assert "pdw_no_such_database_xyz" in str(err.value)
+
+
+def test_old_server_is_refused():
+    class Info:
+        server_version = 140011
+        user = "someone"
+
+    class Old:
+        info = Info()
+
+    with pytest.raises(WorkbookError, match="needs 15 or newer"):
+        db.check_server(Old())
+
+
+def test_role_without_createdb_is_refused():
+    with db.connect() as admin:
+        role = "pdw_test_nocreatedb"
+        admin.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(role)))
+        admin.execute(pgsql.SQL("CREATE ROLE {} LOGIN NOCREATEDB").format(pgsql.Identifier(role)))
+        try:
+            tgt = db.target()
+            weak = db.Target({**tgt.kwargs, "user": role}, tgt.kind)
+            with db.connect(tgt=weak) as conn:
+                with pytest.raises(WorkbookError, match="CREATEDB") as err:
+                    db.check_server(conn)
+                _one_sentence(str(err.value))
+        finally:
+            admin.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(role)))
+
+
+# ---------------------------------------------------------------- nothing lost
+
+def test_refuses_to_drop_a_database_it_did_not_create():
+    with db.connect() as admin:
+        name = db.db_name(admin.info.user, "99_sentinel_lesson")
+        admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {}").format(pgsql.Identifier(name)))
+        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+        try:
+            with db.connect(name) as c:
+                c.execute("CREATE TABLE precious (x int)")
+                c.execute("INSERT INTO precious VALUES (42)")
+            with pytest.raises(WorkbookError, match="not created by the workbook") as err:
+                db.lesson("99_sentinel_lesson", "tiny", quiet=True)
+            _one_sentence(str(err.value))
+            with db.connect(name) as c:
+                assert c.execute("SELECT x FROM precious").fetchone() == (42,)
+        finally:
+            admin.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
+
+
+def test_names_derive_from_role_and_fit_the_identifier_limit():
+    assert db.db_name("Alice.Smith", "03_indexing") == "pdw_alice_smith_03_indexing"
+    assert db.db_name("bob", "03_indexing") != db.db_name("carol", "03_indexing")
+    assert len(db.db_name("x" * 80, "y" * 80)) <= 63
+
+
+# ---------------------------------------------------------------- lessons
+
+def test_lesson_is_fresh_each_time(tiny_template):
+    first = db.lesson("98_fresh", "tiny", quiet=True)
+    first.run("CREATE TABLE scribble (x int)")
+    first.close()
+    second = db.lesson("98_fresh", "tiny", quiet=True)
+    try:
+        assert second.scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'scribble'") == 0
+        assert second.scalar("SELECT current_setting('TimeZone')") == "UTC"
+        assert second.scalar("SELECT current_setting('statement_timeout')") != "0"
+    finally:
+        second.close()
+        with db.connect() as admin:
+            db.drop_own(admin, second.dbname)
+
+
+def test_lesson_sql_errors_are_one_sentence_and_connection_survives(tiny_template):
+    les = db.lesson("97_errors", "tiny", quiet=True)
+    try:
+        with pytest.raises(WorkbookError, match='relation "no_such_table" does not exist'):
+            les.sql("SELECT * FROM no_such_table")
+        with pytest.raises(WorkbookError, match="syntax error"):
+            les.sql("SELEC 1")
+        assert les.try_sql("SELECT 1/0") is False
+        assert les.sql("SELECT 1 AS one")["one"].tolist() == [1]
+    finally:
+        les.close()
+        with db.connect() as admin:
+            db.drop_own(admin, les.dbname)
+
+
+def test_statement_timeout_stops_a_runaway_query(tiny_template):
+    les = db.lesson("96_timeout", "tiny", quiet=True)
+    try:
+        les.set_timeout("300ms")
+        started = time.perf_counter()
+        with pytest.raises(WorkbookError, match="statement_timeout") as err:
+            les.sql("SELECT pg_sleep(5)")
+        elapsed = time.perf_counter() - started
+        assert elapsed < 3, elapsed
+        assert "300ms" in str(err.value)
+        _one_sentence(str(err.value))
+        assert les.scalar("SELECT 2") == 2  # still usable
+    finally:
+        les.close()
+        with db.connect() as admin:
+            db.drop_own(admin, les.dbname)
+
+
+def test_interrupt_cancels_the_query_on_the_server(empty_db):
+    """Ctrl-C (SIGINT, what 'interrupt the kernel' sends) must stop the query on the server too."""
+    dbname = empty_db.info.dbname
+    code = textwrap.dedent(f"""
+        import sys
+        from helpers import db
+        conn = db.connect({dbname!r}, app="pdw-interrupt-test")
+        print("ready", flush=True)
+        try:
+            conn.execute("SELECT pg_sleep(60)")
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            print(conn.execute("SELECT 7").fetchone()[0], flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        for _ in range(50):
+            if empty_db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pdw-interrupt-test'"
+                                " AND query LIKE 'SELECT pg_sleep%%' AND state = 'active'").fetchone()[0]:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the query never started")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert out.split() == ["interrupted", "7"]
+        active = empty_db.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%%'"
+                                  " AND state = 'active'").fetchone()[0]
+        assert active == 0
+    finally:
+        proc.kill()
+
+
+def test_scratch_database_is_dropped(empty_db):
+    name = empty_db.info.dbname
+    with db.connect() as admin:
+        mark = db.marker_of(admin, name)
+    assert mark == {"kind": "scratch"}
+
+
+def test_sqlalchemy_engine_reaches_the_lesson_database(tiny_template):
+    from sqlalchemy import text
+
+    les = db.lesson("95_engine", "tiny", quiet=True)
+    try:
+        with les.engine.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar() == les.dbname
+            assert conn.execute(text("SHOW jit")).scalar() == "off"
+    finally:
+        les.close()
+        with db.connect() as admin:
+            db.drop_own(admin, les.dbname)
