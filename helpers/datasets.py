@@ -1,0 +1,293 @@
+"""The shipped data, its manifest, and the fast loader that builds the music store (00_start_here).
+
+* :func:`verify_manifest` checks ``datasets/`` against ``datasets/manifest.json`` (rows and SHA-256);
+* :func:`load_into` fills an empty database: tables, then every row streamed with ``COPY`` (a producer
+  thread formats the next chunk while the main thread sends the current one), then keys, checks and
+  indexes, then ``VACUUM (ANALYZE)``;
+* :func:`table_counts` counts the rows of every table.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+from psycopg import sql as pgsql
+
+from .errors import WorkbookError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
+RESTORE_HINT = "restore the shipped files with `git checkout -- datasets/` and load again"
+
+#: The scales the generator knows, smallest first (row targets in :data:`helpers.generate.SCALES`).
+SCALES = ("tiny", "default", "workshop")
+
+#: Chinook tables in load order (parents before children).
+CHINOOK_TABLES = ("artist", "album", "genre", "media_type", "playlist", "track", "playlist_track", "employee",
+                  "customer", "invoice", "invoice_line")
+
+
+# ---------------------------------------------------------------- the shipped files
+
+def _manifest_path(data_dir: Path | None) -> Path:
+    return (data_dir or DATA_DIR) / "manifest.json"
+
+
+def read_manifest(data_dir: Path | None = None) -> dict:
+    """The parsed ``manifest.json``; WorkbookError if it is missing or unreadable."""
+    path = _manifest_path(data_dir)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
+    except ValueError:
+        raise WorkbookError(f"{_show(path)} is not valid JSON (corrupted); {RESTORE_HINT}.") from None
+
+
+def manifest_digest(data_dir: Path | None = None) -> str:
+    """SHA-256 of ``manifest.json``: it changes whenever any shipped file does."""
+    path = _manifest_path(data_dir)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
+
+
+def _show(path: Path) -> str:
+    """``datasets/chinook/track.csv.gz`` rather than an absolute path, when it lives in the checkout."""
+    try:
+        return str(path.relative_to(DATA_DIR.parent))
+    except ValueError:
+        return str(path)
+
+
+def verify_manifest(data_dir: Path | None = None) -> dict[str, int]:
+    """Check every shipped file against the manifest (exists, SHA-256, row count); return rows per table.
+
+    Introduced in 00_start_here (``python -m helpers data verify``). Raises WorkbookError naming the first
+    file that is missing or does not match, and saying how to restore it.
+    """
+    base = data_dir or DATA_DIR
+    manifest = read_manifest(data_dir)
+    rows: dict[str, int] = {}
+    for rel, info in manifest["files"].items():
+        path = base / rel
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
+            raise WorkbookError(f"{_show(path)} does not match its checksum in datasets/manifest.json "
+                                f"(corrupted or edited); {RESTORE_HINT}.")
+        n = _csv_gz_rows(data)
+        if n != info["rows"]:  # only reachable if the manifest itself was edited
+            raise WorkbookError(f"{_show(path)} has {n} rows but datasets/manifest.json says {info['rows']}; "
+                                f"{RESTORE_HINT}.")
+        rows[info["table"]] = n
+    missing = set(CHINOOK_TABLES) - set(rows)
+    if missing:
+        raise WorkbookError(f"datasets/manifest.json lists no file for {', '.join(sorted(missing))}; {RESTORE_HINT}.")
+    return rows
+
+
+def _csv_gz_rows(data: bytes) -> int:
+    text = gzip.decompress(data).decode("utf-8")
+    return sum(1 for _ in csv.reader(io.StringIO(text))) - 1  # minus the header
+
+
+def chinook_file(table: str, data_dir: Path | None = None) -> Path:
+    return (data_dir or DATA_DIR) / "chinook" / f"{table}.csv.gz"
+
+
+def read_chinook(table: str, data_dir: Path | None = None) -> list[dict[str, str | None]]:
+    """The rows of one Chinook table as dicts of strings (None for NULL)."""
+    path = chinook_file(table, data_dir)
+    try:
+        text = gzip.decompress(path.read_bytes()).decode("utf-8")
+    except FileNotFoundError:
+        raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    return [{k: (v if v != "" else None) for k, v in zip(header, row)} for row in reader]
+
+
+# ---------------------------------------------------------------- the schema
+
+def schema_statements() -> tuple[list[str], list[str]]:
+    """The statements of ``schema.sql``: (create tables, after the load)."""
+    text = SCHEMA_FILE.read_text(encoding="utf-8")
+    before, after = text.split("-- @after-load", 1)
+
+    def split(part: str) -> list[str]:
+        lines = [ln for ln in part.splitlines() if not ln.lstrip().startswith("--")]
+        return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip()]
+
+    return split(before), split(after)
+
+
+def table_names() -> list[str]:
+    """All tables of the music store, in load order."""
+    from .generate import GENERATED_TABLES
+    return list(CHINOOK_TABLES) + [t for t in GENERATED_TABLES if t not in CHINOOK_TABLES]
+
+
+# ---------------------------------------------------------------- loading
+
+def _segments(scale: str, data_dir: Path | None) -> list[tuple[str, bool, Iterator[bytes] | None]]:
+    """(table, has_header, chunks) in load order: each Chinook file, then the generated rows of that table."""
+    from . import generate
+
+    segs: list[tuple[str, bool, object]] = []
+    for table in table_names():
+        if table in CHINOOK_TABLES:
+            segs.append((table, True, ("chinook", table)))
+        if table in generate.GENERATED_TABLES:
+            segs.append((table, False, ("generated", table)))
+    return segs  # type: ignore[return-value]
+
+
+def _chunks(source: tuple[str, str], scale: str, data_dir: Path | None) -> Iterator[bytes]:
+    from . import generate
+
+    kind, table = source
+    if kind == "chinook":
+        yield gzip.decompress(chinook_file(table, data_dir).read_bytes())
+    else:
+        yield from generate.iter_csv(table, scale)
+
+
+_DONE = object()
+
+
+class _Producer(threading.Thread):
+    """Formats the chunks of every segment, in order, into a small queue (the COPY writer reads it)."""
+
+    def __init__(self, segments, scale: str, data_dir: Path | None, depth: int = 3):
+        super().__init__(daemon=True, name="pdw-load-producer")
+        self.segments, self.scale, self.data_dir = segments, scale, data_dir
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            for i, (_, _, source) in enumerate(self.segments):
+                for chunk in _chunks(source, self.scale, self.data_dir):
+                    if not self._put((i, chunk)):
+                        return
+                if not self._put((i, _DONE)):
+                    return
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._put((-1, exc))
+
+
+def load_into(conn: psycopg.Connection, scale: str, progress: bool = True, *,
+              data_dir: Path | None = None, timings: dict[str, float] | None = None) -> dict[str, int]:
+    """Load the music store at ``scale`` into the empty database behind ``conn``; return rows per table.
+
+    Introduced in 00_start_here (``python -m helpers data load --scale ...`` calls it through the template).
+    Verifies the shipped files first, then in one transaction creates the tables, streams every row with
+    ``COPY`` and adds keys, checks and indexes; then runs ``VACUUM (ANALYZE)``. On failure it raises and the
+    caller drops the database. ``timings`` (optional) receives seconds per phase: ``copy``, ``constraints``,
+    ``vacuum_analyze``, ``total``.
+    """
+    from . import generate
+    from tqdm.auto import tqdm
+
+    if scale not in generate.SCALES:
+        raise WorkbookError(f"Unknown scale {scale!r}; use one of: {', '.join(generate.SCALES)}.")
+    real_rows = verify_manifest(data_dir)
+    expected = dict(real_rows)
+    for table, n in generate.generated_counts(scale).items():
+        expected[table] = expected.get(table, 0) + n
+    if not conn.autocommit:
+        raise WorkbookError("load_into needs an autocommit connection (helpers.db.connect gives one).")
+    existing = conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')").fetchone()[0]
+    if existing:
+        raise WorkbookError(f"Database {conn.info.dbname!r} already has tables; load into a new, empty database.")
+
+    create, after = schema_statements()
+    segments = _segments(scale, data_dir)
+    t_start = time.perf_counter()
+    bar = tqdm(total=sum(expected.values()), unit="rows", unit_scale=True, disable=not progress,
+               desc=f"loading {scale}", leave=True)
+    producer = _Producer(segments, scale, data_dir)
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            for stmt in create:
+                conn.execute(stmt)
+            producer.start()
+            with conn.cursor() as cur:
+                for i, (table, header, _) in enumerate(segments):
+                    cols = pgsql.SQL(", ").join(map(pgsql.Identifier, generate.COLUMNS.get(table) or
+                                                    _chinook_columns(table, data_dir)))
+                    stmt = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv{})").format(
+                        pgsql.Identifier(table), cols, pgsql.SQL(", HEADER true" if header else ""))
+                    with cur.copy(stmt) as copy:
+                        while True:
+                            seg, chunk = producer.q.get()
+                            if seg == -1:
+                                raise chunk
+                            if chunk is _DONE:
+                                break
+                            copy.write(chunk)
+                            bar.update(chunk.count(b"\n") - (1 if header else 0))
+            t_copy = time.perf_counter()
+            bar.set_description(f"loading {scale}: keys and indexes")
+            for stmt in after:
+                conn.execute(stmt)
+            t_cons = time.perf_counter()
+        bar.set_description(f"loading {scale}: VACUUM (ANALYZE)")
+        conn.execute("VACUUM (ANALYZE)")
+        t_end = time.perf_counter()
+        counts = table_counts(conn)
+        if counts != expected:
+            diff = {t: (counts.get(t), expected.get(t)) for t in set(counts) | set(expected)
+                    if counts.get(t) != expected.get(t)}
+            raise WorkbookError(f"Loaded row counts differ from the expected ones {diff}; {RESTORE_HINT}.")
+        bar.set_description(f"loaded {scale}")
+    finally:
+        producer.stop.set()
+        bar.close()
+    if timings is not None:
+        timings.update(copy=t_copy - t_start, constraints=t_cons - t_copy, vacuum_analyze=t_end - t_cons,
+                       total=t_end - t_start)
+    return counts
+
+
+def _chinook_columns(table: str, data_dir: Path | None) -> list[str]:
+    with gzip.open(chinook_file(table, data_dir), "rt", encoding="utf-8") as fh:
+        return next(csv.reader(fh))
+
+
+def table_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Exact row count of every music-store table present in the database (introduced in 00_start_here)."""
+    present = {r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')").fetchall()}
+    out = {}
+    for table in table_names():
+        if table in present:
+            out[table] = conn.execute(pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(table))
+                                      ).fetchone()[0]
+    return out
