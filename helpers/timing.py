@@ -26,8 +26,10 @@ therefore time a mix of unprepared runs (parse + plan + execute) and prepared ru
 only), and the plan it times could even differ from the one EXPLAIN shows: a prepared statement
 with parameters may switch to a generic plan after five executions. :func:`measure` avoids the
 mix by passing ``prepare=False`` by default, so every timed run is parsed and planned exactly as
-a one-off query (and as ``pgbench -M extended`` does). Pass ``prepare=True`` to time the
-prepared path instead; the warm-up run then prepares it, so every timed run uses it.
+a one-off query: a query without parameters then goes by the simple protocol, like psql and
+``pgbench -n -f`` send it, and one with parameters by the extended protocol with an unnamed
+statement (``pgbench -M extended``). Pass ``prepare=True`` to time the prepared path instead;
+the warm-up runs then prepare it, so every timed run uses it (``pgbench -M prepared``).
 """
 from __future__ import annotations
 
