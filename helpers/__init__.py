@@ -7,3 +7,7 @@ Importing this package changes no global state. Notebooks start with::
 
 which gives the notebook its own database (see :mod:`helpers.db`).
 """
+
+from .db import lesson
+
+__all__ = ["lesson"]
