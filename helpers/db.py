@@ -372,15 +372,14 @@ class Lesson:
             row = self.conn.execute(query, params or None).fetchone()
             return None if row is None else row[0]
 
-    def try_sql(self, statement: str, params: dict | None = None) -> bool:
-        """Run a statement that may fail on purpose; print the error in one line instead of raising."""
+    def try_sql(self, statement: str, params: dict | None = None) -> None:
+        """Run a statement that may fail on purpose; print ``OK`` or the error in one line instead of raising."""
         try:
-            self.run(statement, params)
+            rows = self.run(statement, params)
         except WorkbookError as exc:
             print(f"ERROR: {exc}")
-            return False
-        print("OK")
-        return True
+        else:
+            print(f"OK ({rows} row{'s' if rows != 1 else ''})" if rows >= 0 else "OK")
 
     def set_timeout(self, value: str) -> None:
         """Change statement_timeout for this lesson's connection, e.g. ``'5min'`` or ``'0'`` (no limit)."""

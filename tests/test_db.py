@@ -135,14 +135,17 @@ def test_lesson_is_fresh_each_time(tiny_template):
             db.drop_own(admin, second.dbname)
 
 
-def test_lesson_sql_errors_are_one_sentence_and_connection_survives(tiny_template):
+def test_lesson_sql_errors_are_one_sentence_and_connection_survives(tiny_template, capsys):
     les = db.lesson("97_errors", "tiny", quiet=True)
     try:
         with pytest.raises(WorkbookError, match='relation "no_such_table" does not exist'):
             les.sql("SELECT * FROM no_such_table")
         with pytest.raises(WorkbookError, match="syntax error"):
             les.sql("SELEC 1")
-        assert les.try_sql("SELECT 1/0") is False
+        les.try_sql("SELECT 1/0")
+        assert capsys.readouterr().out == "ERROR: division by zero\n"
+        les.try_sql("CREATE TABLE fine (x int)")
+        assert capsys.readouterr().out == "OK\n"
         assert les.sql("SELECT 1 AS one")["one"].tolist() == [1]
     finally:
         les.close()
