@@ -280,13 +280,17 @@ def template_name(conn: psycopg.Connection, scale: str) -> str:
 
 
 def ensure_template(scale: str | None = None, *, force: bool = False, progress: bool = True,
-                    loader: Callable[[psycopg.Connection, str, bool], dict] | None = None) -> str:
-    """Build the template database for ``scale`` if it is missing, half-built or stale; return its name."""
+                    loader: Callable[[psycopg.Connection, str, bool], dict] | None = None,
+                    name: str | None = None) -> str:
+    """Build the template database for ``scale`` if it is missing, half-built or stale; return its name.
+
+    ``loader`` and ``name`` replace the data loader and the template's name (tests and benchmarks).
+    """
     scale = settings.current_scale(scale)
     tgt = target()
     with connect(tgt=tgt) as admin:
         check_server(admin)
-        name = template_name(admin, scale)
+        name = name or template_name(admin, scale)
         version = data_version()
         with advisory_lock(admin, name):
             mark = None

@@ -224,3 +224,41 @@ def test_sqlalchemy_engine_reaches_the_lesson_database(tiny_template):
         les.close()
         with db.connect() as admin:
             db.drop_own(admin, les.dbname)
+
+
+# ---------------------------------------------------------------- templates: half-built or stale ones are rebuilt
+
+def test_a_half_built_template_is_rebuilt(tiny_template):
+    """A load killed midway leaves the template marked 'building'; the next call notices and rebuilds it."""
+    with db.connect() as admin:
+        mark = db.marker_of(admin, tiny_template)
+        db.set_marker(admin, tiny_template, **{**mark, "state": "building"})
+        with db.connect(tiny_template) as c:
+            c.execute("DROP TABLE plays")  # what a half-done load looks like
+    assert db.ensure_template("tiny", progress=False) == tiny_template
+    with db.connect() as admin:
+        assert db.marker_of(admin, tiny_template)["state"] == "ready"
+    with db.connect(tiny_template) as c:
+        assert c.execute("SELECT count(*) > 0 FROM plays").fetchone()[0]
+
+
+def test_a_template_from_older_data_is_rebuilt(tiny_template):
+    with db.connect() as admin:
+        mark = db.marker_of(admin, tiny_template)
+        db.set_marker(admin, tiny_template, **{**mark, "version": "older-data"})
+    db.ensure_template("tiny", progress=False)
+    with db.connect() as admin:
+        assert db.marker_of(admin, tiny_template)["version"] == db.data_version()
+
+
+def test_a_failed_load_leaves_no_template_behind():
+    def broken_loader(conn, scale, progress):
+        conn.execute("CREATE TABLE half (x int)")
+        raise RuntimeError("disk full (simulated)")
+
+    with db.connect() as admin:
+        name = db.db_name(admin.info.user, "tpl_test_broken")
+    with pytest.raises(RuntimeError):
+        db.ensure_template("tiny", loader=broken_loader, name=name)
+    with db.connect() as admin:
+        assert not db.exists(admin, name)
