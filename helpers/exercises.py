@@ -130,7 +130,7 @@ def _setup_lookup(conn: psycopg.Connection) -> None:
     conn.execute("DROP TABLE IF EXISTS ex_orders")
     conn.execute(
         "CREATE TABLE ex_orders AS SELECT g AS id, (g * 7919) % 5000 AS customer_id, "
-        "(g % 97) * 1.5 AS amount FROM generate_series(1, 50000) AS g"
+        "(g % 97) * 1.5 AS amount FROM generate_series(1, 20000) AS g"
     )
     conn.execute("ANALYZE ex_orders")
 
@@ -224,7 +224,7 @@ register(Exercise(
     id="toolkit.index_lookup",
     title="Make a lookup use an index",
     prompt=(
-        f"The query\n    {LOOKUP_QUERY}\nreads all of ex_orders (50,000 rows) to find a few rows. Change the database "
+        f"The query\n    {LOOKUP_QUERY}\nreads all of ex_orders (20,000 rows) to find a few rows. Change the database "
         "so that it uses an index instead, then run the check."
     ),
     setup_fn=_setup_lookup,

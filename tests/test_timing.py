@@ -69,7 +69,7 @@ def test_summaries_are_identical_after_the_sanitizer():
     b = compare(fake([130, 180, 150, 120, 160, 170, 140], pages=4425), fake([0.08, 0.07, 0.09, 0.08, 0.1, 0.2, 0.3], pages=4))
     assert a.summary() != b.summary()
     assert sanitize(a.summary()) == sanitize(b.summary())
-    assert "pages 4,425 → 4" in sanitize(a.summary())
+    assert "rows 1" in sanitize(a.summary())  # deterministic numbers stay (pages are masked: they differ by version)
     assert sanitize(a.before.summary()) == sanitize(b.before.summary())
 
 

@@ -1,0 +1,81 @@
+"""Every exercise: its check fails on the starting state and passes after the reference solution."""
+from __future__ import annotations
+
+import pytest
+
+from helpers import solutions
+from helpers.exercises import NO_ANSWER, CheckResult, Exercise, all_exercises, get, register
+
+EXERCISES = all_exercises()
+IDS = [ex.id for ex in EXERCISES]
+
+
+@pytest.fixture(scope="module")
+def module_db():
+    """One scratch database for the module; each exercise's setup recreates its own tables."""
+    from helpers import db
+
+    with db.scratch_database("ex") as conn:
+        yield conn
+
+
+def test_registry():
+    assert len(IDS) == len(set(IDS)) >= 3
+    assert all(solutions.has_solution(i) for i in IDS), "every exercise needs a reference solution"
+    assert get(IDS[0]) is EXERCISES[0]
+    with pytest.raises(ValueError, match="already registered"):
+        register(Exercise(IDS[0], "dup", "dup", lambda c: None, lambda c, a: CheckResult(True, "")))
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+def test_check_fails_at_start_and_passes_after_the_solution(module_db, ex):
+    ex.setup(module_db)
+    start = ex.check(module_db, ex.starting_answer)
+    assert isinstance(start, CheckResult) and not start.ok
+    assert str(start).startswith("Not yet. ") and len(start.message) > 20  # says what is wrong
+    answer = solutions.solve(ex.id, module_db)
+    done = ex.check(module_db, answer)
+    assert done.ok, done.message
+    assert str(done).startswith("Right. ")
+    ex.setup(module_db)  # setup brings back the starting state
+    assert not ex.check(module_db, ex.starting_answer).ok
+
+
+@pytest.fixture(scope="module")
+def started(module_db):
+    """Every exercise in its starting state (the test above restores it after solving)."""
+    for ex in EXERCISES:
+        ex.setup(module_db)
+    return module_db
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+@pytest.mark.parametrize("answer", [NO_ANSWER, None, ..., "nonsense", 3, 2.5, True, ["SELECT 1"], {"a": 1}])
+def test_wrong_answers_get_a_message_not_a_crash(started, ex, answer):
+    result = ex.check(started, answer)
+    assert not result.ok and result.message
+
+
+def test_answer_checks_say_what_is_wrong(module_db):
+    pages = get("toolkit.count_pages")
+    pages.setup(module_db)
+    assert pages.check(module_db, "12").message.startswith("The answer should be a whole number such as 123, not a str")
+    assert "too low" in pages.check(module_db, 1).message
+    assert "too high" in pages.check(module_db, 10**9).message
+    counts = get("toolkit.albums_per_artist")
+    counts.setup(module_db)
+    inner = "SELECT a.name, count(*) FROM ex_artist a JOIN ex_album b ON b.artist_id = a.id GROUP BY a.name"
+    assert "LEFT JOIN" in counts.check(module_db, inner).message
+    assert counts.check(module_db, "SELEC 1").message == 'The query failed: syntax error at or near "SELEC"'
+    assert "read-only" in counts.check(module_db, "DELETE FROM ex_album").message
+    assert module_db.execute("SELECT count(*) FROM ex_album").fetchone()[0] > 0  # the answer changed nothing
+    assert "single SQL query" in counts.check(module_db, "SELECT 1; DROP TABLE ex_album").message
+    lookup = get("toolkit.index_lookup")
+    lookup.setup(module_db)
+    assert "Seq Scan on ex_orders" in lookup.check(module_db).message
+
+
+def test_check_without_setup_explains(module_db):
+    module_db.execute("DROP TABLE IF EXISTS ex_orders")
+    result = get("toolkit.index_lookup").check(module_db)
+    assert not result.ok and "did you run the setup cell?" in result.message
