@@ -150,3 +150,27 @@ def test_templates_are_idempotent_and_a_scale_switch_rebuilds(tiny_template):
         assert rows[tiny_template]["plays"] == generate.SCALES["tiny"].plays
         assert rows[other]["plays"] == generate.SCALES["default"].plays
         assert rows[other]["customer"] == generate.SCALES["default"].customers
+
+
+def test_er_diagram_of_the_loaded_world(tiny_template):
+    from matplotlib.figure import Figure
+
+    from helpers import db, erd
+
+    with db.connect(tiny_template) as conn:
+        summary = erd.er_summary(conn)
+        tables, fks = erd.er_model(conn)
+        fig = erd.draw_er(conn)
+    assert summary.splitlines()[0] == "14 tables, 16 foreign keys"
+    assert "  playlist_track (2 columns): playlist_id PK FK, track_id PK FK" in summary
+    assert "  employee(reports_to) -> employee(employee_id)" in summary
+    assert isinstance(fig, Figure)
+    pos = erd.layout(tables, fks)
+    assert pos == erd.layout(tables, fks)  # deterministic
+    for f in fks:  # every table sits right of the tables it references
+        if f.table != f.ref_table:
+            assert pos[f.table][0] > pos[f.ref_table][0], f
+    # an edge that skips columns has a waypoint in each column it crosses
+    plays_customer = next(f for f in fks if f.table == "plays" and f.ref_table == "customer")
+    crossed = range(pos["customer"][0] + 1, pos["plays"][0])
+    assert all((plays_customer.name, "plays", c) in pos for c in crossed)
