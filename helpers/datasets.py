@@ -142,20 +142,24 @@ def table_names() -> list[str]:
 
 # ---------------------------------------------------------------- loading
 
-def _segments(scale: str, data_dir: Path | None) -> list[tuple[str, bool, Iterator[bytes] | None]]:
-    """(table, has_header, chunks) in load order: each Chinook file, then the generated rows of that table."""
+Segment = tuple[str, bool, tuple[str, str]]  # (table, has_header, (kind, table)); kind is chinook/generated
+
+
+def _segments(scale: str, data_dir: Path | None) -> list[Segment]:
+    """What to COPY, in load order: each Chinook file, then the generated rows of the same table."""
     from . import generate
 
-    segs: list[tuple[str, bool, object]] = []
+    segs: list[Segment] = []
     for table in table_names():
         if table in CHINOOK_TABLES:
             segs.append((table, True, ("chinook", table)))
         if table in generate.GENERATED_TABLES:
             segs.append((table, False, ("generated", table)))
-    return segs  # type: ignore[return-value]
+    return segs
 
 
 def _chunks(source: tuple[str, str], scale: str, data_dir: Path | None) -> Iterator[bytes]:
+    """The CSV bytes of one segment: a whole (small) Chinook file, or the generator's chunks."""
     from . import generate
 
     kind, table = source
@@ -204,7 +208,9 @@ def load_into(conn: psycopg.Connection, scale: str, progress: bool = True, *,
 
     Introduced in 00_start_here (``python -m helpers data load --scale ...`` calls it through the template).
     Verifies the shipped files first, then in one transaction creates the tables, streams every row with
-    ``COPY`` and adds keys, checks and indexes; then runs ``VACUUM (ANALYZE)``. On failure it raises and the
+    ``COPY`` and adds keys, checks and indexes; then runs ``VACUUM (ANALYZE)`` (statistics for the planner, and
+    a visibility map already set, so every lesson copy starts in the same state instead of waiting on
+    autovacuum: plans and index-only-scan heap fetches are reproducible). On failure it raises and the
     caller drops the database. ``timings`` (optional) receives seconds per phase: ``copy``, ``constraints``,
     ``vacuum_analyze``, ``total``.
     """
@@ -233,6 +239,8 @@ def load_into(conn: psycopg.Connection, scale: str, progress: bool = True, *,
     producer = _Producer(segments, scale, data_dir)
     try:
         with conn.transaction():
+            # A workshop-scale COPY or key can run longer than a lesson's statement_timeout.
+            conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
             for stmt in create:
                 conn.execute(stmt)
@@ -258,7 +266,12 @@ def load_into(conn: psycopg.Connection, scale: str, progress: bool = True, *,
                 conn.execute(stmt)
             t_cons = time.perf_counter()
         bar.set_description(f"loading {scale}: VACUUM (ANALYZE)")
-        conn.execute("VACUUM (ANALYZE)")
+        timeout = conn.execute("SHOW statement_timeout").fetchone()[0]
+        conn.execute("SET statement_timeout = 0")
+        try:
+            conn.execute("VACUUM (ANALYZE)")
+        finally:
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (timeout,))
         t_end = time.perf_counter()
         counts = table_counts(conn)
         if counts != expected:
