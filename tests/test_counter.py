@@ -50,11 +50,21 @@ def test_labels():
     assert shape_label("VACUUM") == "VACUUM"
 
 
-@pytest.fixture
-def engine(empty_db):
+@pytest.fixture(scope="module")
+def module_db():
+    """One scratch database for the module (like empty_db, created once: each DROP DATABASE costs a checkpoint)."""
     from helpers import db
 
-    eng = create_engine(db.target().sqlalchemy_url(empty_db.info.dbname))
+    with db.scratch_database("tk") as conn:
+        yield conn
+
+
+@pytest.fixture
+def engine(module_db):
+    from helpers import db
+
+    eng = create_engine(db.target().sqlalchemy_url(module_db.info.dbname))
+    Base.metadata.drop_all(eng)
     Base.metadata.create_all(eng)
     with Session(eng) as s:
         s.add_all([Artist(id=i, name=f"Artist {i}", albums=[Album(title=f"{i}-{j}") for j in range(i % 3)])

@@ -7,9 +7,20 @@ from helpers.plans import (Plan, diff_plans, draw_plan, draw_plan_diff, explain,
                            plan_summary, uses_index)
 
 
+@pytest.fixture(scope="module")
+def module_db():
+    """One scratch database for the module (like empty_db, created once: each DROP DATABASE costs a checkpoint)."""
+    from helpers import db
+
+    with db.scratch_database("tk") as conn:
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+        yield conn
+
+
 @pytest.fixture
-def db(empty_db):
-    empty_db.execute("SET max_parallel_workers_per_gather = 0")
+def db(module_db):
+    empty_db = module_db
+    empty_db.execute("DROP TABLE IF EXISTS artist, album")
     empty_db.execute("CREATE TABLE artist AS SELECT g AS id, 'Artist ' || g AS name FROM generate_series(1, 2000) AS g")
     empty_db.execute(
         "CREATE TABLE album AS SELECT g AS id, 1 + g % 2000 AS artist_id, 'Album ' || g AS title "
