@@ -33,6 +33,7 @@ __all__ = [
     "diff_plans",
     "draw_plan_diff",
     "figure_png",
+    "png_figure",
 ]
 
 
@@ -256,6 +257,22 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
 
 # --- pictures ---------------------------------------------------------------------------------
 
+def png_figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure that a notebook shows as PNG when it is a cell's value.
+
+    Built without pyplot (nothing global changes, nothing accumulates in pyplot's figure list).
+    A bare ``Figure`` would show only as ``<Figure size ...>`` unless pyplot was imported, so this
+    one carries its own ``_repr_png_``.
+    """
+    from matplotlib.figure import Figure as _Figure
+
+    class Figure(_Figure):  # same name, so its text form stays "<Figure size ... with N Axes>"
+        def _repr_png_(self) -> bytes:
+            return figure_png(self)
+
+    return Figure(**kwargs)
+
+
 def _short(label: str, width: int = 48) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
@@ -299,14 +316,12 @@ def _draw_into(
 def draw_plan(plan: Plan, title: str | None = None) -> Any:
     """Draw ``plan`` as a tree with each node's own time and pages as bars (lesson 03).
 
-    Returns a ``matplotlib.figure.Figure`` (not registered with pyplot, so nothing global
-    changes). In a notebook show it with ``display(fig)``; it renders as PNG. Without ANALYZE
-    the time bars show the planner's estimated cost instead.
+    Returns a ``matplotlib.figure.Figure`` (see :func:`png_figure`): as a cell's value, or with
+    ``display(fig)``, it shows as PNG. Without ANALYZE the time bars show the planner's estimated
+    cost instead.
     """
-    from matplotlib.figure import Figure
-
     n = len(plan.nodes())
-    fig = Figure(figsize=(10, 1.0 + 0.3 * n), layout="constrained")
+    fig = png_figure(figsize=(10, 1.0 + 0.3 * n), layout="constrained")
     gs = fig.add_gridspec(1, 3, width_ratios=[2, 1, 1])
     _draw_into(fig, plan, [gs[0, 0], gs[0, 1], gs[0, 2]], title)
     return fig
@@ -314,13 +329,11 @@ def draw_plan(plan: Plan, title: str | None = None) -> Any:
 
 def draw_plan_diff(a: Plan, b: Plan) -> Any:
     """Both plans one above the other; nodes only in the first are red, only in the second green."""
-    from matplotlib.figure import Figure
-
     d = diff_plans(a, b)
     marks_a = [m for m, _ in d.lines if m != "+"]
     marks_b = [m for m, _ in d.lines if m != "-"]
     na, nb = len(a.nodes()), len(b.nodes())
-    fig = Figure(figsize=(10, 2.0 + 0.3 * (na + nb)), layout="constrained")
+    fig = png_figure(figsize=(10, 2.0 + 0.3 * (na + nb)), layout="constrained")
     gs = fig.add_gridspec(2, 3, width_ratios=[2, 1, 1], height_ratios=[na + 1, nb + 1])
     axes = _draw_into(fig, a, [gs[0, 0], gs[0, 1], gs[0, 2]], "before", marks_a)
     _draw_into(fig, b, [gs[1, 0], gs[1, 1], gs[1, 2]], "after", marks_b, share=axes)

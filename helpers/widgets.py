@@ -21,7 +21,7 @@ from psycopg import sql as pgsql
 
 from helpers.errors import WorkbookError
 from helpers.fmt import fmt_ratio, fmt_time
-from helpers.plans import Plan, PlanDiff, diff_plans, figure_png, plan_summary
+from helpers.plans import Plan, PlanDiff, diff_plans, figure_png, plan_summary, png_figure
 from helpers.timing import Comparison, Measurement, as_connection, compare, measure
 
 __all__ = ["BeforeAfter", "BeforeAfterResult", "ScaleExplorer", "ScaleResult", "one_line_error"]
@@ -130,9 +130,7 @@ class BeforeAfterResult:
 
     def figure(self) -> Any:
         """A small chart: median time with its IQR, and pages, before vs after (PNG in the widget)."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(7, 2.2), layout="constrained")
+        fig = png_figure(figsize=(7, 2.2), layout="constrained")
         t_ax, p_ax = fig.subplots(1, 2)
         names = ["before", "after"]
         meds = [m.median * 1000 for m in (self.before, self.after)]
@@ -367,9 +365,7 @@ class ScaleResult:
 
     def figure(self) -> Any:
         """Log-log plot of median time (with IQR) and pages against rows, with and without the change."""
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(8, 3), layout="constrained")
+        fig = png_figure(figsize=(8, 3), layout="constrained")
         t_ax, p_ax = fig.subplots(1, 2)
         for ms, label, color in ((self.before, "without the change", "tab:gray"),
                                  (self.after, "with the change", "tab:blue")):

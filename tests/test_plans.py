@@ -113,3 +113,5 @@ def test_pictures_are_png_figures(db):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert figure_png(draw_plan_diff(a, b))[:4] == b"\x89PNG"
     assert figure_png(draw_plan(explain(db, "SELECT 1")))[:4] == b"\x89PNG"  # no ANALYZE: cost bars
+    # shown as PNG when it is a cell's value, even if pyplot was never imported
+    assert fig._repr_png_()[:4] == b"\x89PNG" and repr(fig).startswith("<Figure size 1000x")
