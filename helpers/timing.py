@@ -128,10 +128,14 @@ class Measurement:
         pages = f"pages {self.pages:,}" if self.server else "pages n/a"
         return f"{pages}, rows {self.rows_returned:,}"
 
+    def clock_text(self) -> str:
+        """The client's time and, next to it, the server's own execution time (from EXPLAIN ANALYZE)."""
+        server = f", server {fmt_time(self.server.execution_s)}" if self.server else ""
+        return f"{self.time_text()}{server}"
+
     def summary(self) -> str:
         """Two lines: work (deterministic) then time (client median and spread, server time)."""
-        server = f", server {fmt_time(self.server.execution_s)}" if self.server else ""
-        return f"{self.work_text()}\n{self.time_text()}{server}"
+        return f"{self.work_text()}\n{self.clock_text()}"
 
     def __str__(self) -> str:
         return self.summary()
@@ -196,8 +200,8 @@ class Comparison:
     def summary(self) -> str:
         """Before, after, then the ratio and the pages on one line."""
         return (
-            f"before: {self.before.work_text()}\n        {self.before.time_text()}\n"
-            f"after:  {self.after.work_text()}\n        {self.after.time_text()}\n"
+            f"before: {self.before.work_text()}\n        {self.before.clock_text()}\n"
+            f"after:  {self.after.work_text()}\n        {self.after.clock_text()}\n"
             f"{self.ratio_text()}; {self.pages_text()}"
         )
 
