@@ -1,0 +1,470 @@
+"""Notebook 04 (N+1 queries): a small ORM of the music store, timed ORM runs, a statement budget, exercises.
+
+The models map a few of the store's existing tables (``helpers/schema.sql``) with SQLAlchemy 2:
+artist → albums → tracks, playlists ⇄ tracks (through ``playlist_track``), customer → invoices.
+:func:`make_models` builds them in a registry of their own, with every relationship's ``lazy``
+strategy chosen by the caller: ``"select"`` (SQLAlchemy's default, which causes N+1) for the
+module-level classes, ``"raise"`` for code under test that must never lazy-load.
+
+:func:`time_orm` runs a piece of ORM code in a fresh session several times and reports what it
+cost: statements (counted with :func:`helpers.counter.count_statements`), rows and values the
+server sent back, and the median time. :func:`at_most` is a statement budget for tests.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator
+
+import psycopg
+from sqlalchemy import ForeignKey, Numeric, Select, Table, Column, event, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+
+from helpers.counter import StatementLog, count_statements
+from helpers.exercises import CheckResult, Exercise, register
+from helpers.fmt import fmt_time
+
+__all__ = [
+    "make_models", "Artist", "Album", "Track", "Playlist", "Customer", "Invoice",
+    "OrmRun", "time_orm", "at_most", "StatementBudgetExceeded",
+    "catalog", "invoice_totals", "engine_for",
+]
+
+
+# ---------------------------------------------------------------------------------------------- the models
+
+def make_models(lazy: str = "select") -> SimpleNamespace:
+    """Artist, Album, Track, Playlist, Customer, Invoice mapped onto the store's tables (lesson 04).
+
+    Every relationship gets ``lazy=lazy``: ``"select"`` loads related rows on first access with one
+    SELECT each time (the N+1 default), ``"raise"`` refuses to, so each query must say how to load
+    what it needs (``selectinload``, ``joinedload``). Each call builds classes in a new registry.
+    """
+
+    class Base(DeclarativeBase):
+        pass
+
+    playlist_track = Table(
+        "playlist_track", Base.metadata,
+        Column("playlist_id", ForeignKey("playlist.playlist_id"), primary_key=True),
+        Column("track_id", ForeignKey("track.track_id"), primary_key=True),
+    )
+
+    class Artist(Base):
+        __tablename__ = "artist"
+        artist_id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None]
+        albums: Mapped[list["Album"]] = relationship(
+            back_populates="artist", lazy=lazy, order_by="Album.album_id")
+
+        def __repr__(self) -> str:
+            return f"Artist({self.artist_id}, {self.name!r})"
+
+    class Album(Base):
+        __tablename__ = "album"
+        album_id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str]
+        artist_id: Mapped[int] = mapped_column(ForeignKey("artist.artist_id"))
+        artist: Mapped[Artist] = relationship(back_populates="albums", lazy=lazy)
+        tracks: Mapped[list["Track"]] = relationship(
+            back_populates="album", lazy=lazy, order_by="Track.track_id")
+
+        def __repr__(self) -> str:
+            return f"Album({self.album_id}, {self.title!r})"
+
+    class Track(Base):
+        __tablename__ = "track"
+        track_id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        album_id: Mapped[int | None] = mapped_column(ForeignKey("album.album_id"))
+        composer: Mapped[str | None]
+        milliseconds: Mapped[int]
+        unit_price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+        album: Mapped[Album | None] = relationship(back_populates="tracks", lazy=lazy)
+        playlists: Mapped[list["Playlist"]] = relationship(
+            secondary=playlist_track, back_populates="tracks", lazy=lazy)
+
+        def __repr__(self) -> str:
+            return f"Track({self.track_id}, {self.name!r})"
+
+    class Playlist(Base):
+        __tablename__ = "playlist"
+        playlist_id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None]
+        tracks: Mapped[list[Track]] = relationship(
+            secondary=playlist_track, back_populates="playlists", lazy=lazy, order_by=Track.track_id)
+
+        def __repr__(self) -> str:
+            return f"Playlist({self.playlist_id}, {self.name!r})"
+
+    class Customer(Base):
+        __tablename__ = "customer"
+        customer_id: Mapped[int] = mapped_column(primary_key=True)
+        first_name: Mapped[str]
+        last_name: Mapped[str]
+        email: Mapped[str]
+        country: Mapped[str | None]
+        invoices: Mapped[list["Invoice"]] = relationship(
+            back_populates="customer", lazy=lazy, order_by="Invoice.invoice_id")
+
+        def __repr__(self) -> str:
+            return f"Customer({self.customer_id}, {self.first_name!r} {self.last_name!r})"
+
+    class Invoice(Base):
+        __tablename__ = "invoice"
+        invoice_id: Mapped[int] = mapped_column(primary_key=True)
+        customer_id: Mapped[int] = mapped_column(ForeignKey("customer.customer_id"))
+        total: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+        customer: Mapped[Customer] = relationship(back_populates="invoices", lazy=lazy)
+
+        def __repr__(self) -> str:
+            return f"Invoice({self.invoice_id}, {self.total})"
+
+    return SimpleNamespace(Base=Base, Artist=Artist, Album=Album, Track=Track, Playlist=Playlist,
+                           Customer=Customer, Invoice=Invoice, playlist_track=playlist_track, lazy=lazy)
+
+
+_default = make_models("select")
+Artist = _default.Artist
+Album = _default.Album
+Track = _default.Track
+Playlist = _default.Playlist
+Customer = _default.Customer
+Invoice = _default.Invoice
+
+
+# ---------------------------------------------------------------------------------------------- the loops
+
+def catalog(session: Session, stmt: Select) -> list[tuple[str, int, int]]:
+    """For each artist ``stmt`` returns: (name, albums, tracks), touching ``artist.albums`` and ``album.tracks``."""
+    rows = []
+    for artist in session.scalars(stmt).unique():
+        albums = artist.albums
+        rows.append((artist.name or "", len(albums), sum(len(album.tracks) for album in albums)))
+    return rows
+
+
+def invoice_totals(session: Session, stmt: Select) -> list[tuple[int, int, Decimal]]:
+    """For each customer ``stmt`` returns: (customer_id, invoices, total spent), touching ``customer.invoices``."""
+    out = []
+    for customer in session.scalars(stmt).unique():
+        invoices = customer.invoices
+        out.append((customer.customer_id, len(invoices), sum((i.total for i in invoices), Decimal("0"))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+@dataclass(frozen=True)
+class OrmRun:
+    """What one piece of ORM code cost (lesson 04): statements, rows and values received, and time."""
+
+    name: str
+    log: StatementLog
+    rows: int
+    values: int
+    times_s: tuple[float, ...]
+    result: Any
+
+    @property
+    def statements(self) -> int:
+        return self.log.count
+
+    @property
+    def min_round_trips(self) -> int:
+        """The fewest round trips the code can take: its statements plus the transaction's BEGIN and its end.
+
+        psycopg sends ``BEGIN`` before the first statement of a transaction and the session ends with
+        ``ROLLBACK`` or ``COMMIT``, each a round trip of its own. psycopg may add a few more (preparing a
+        statement it has seen 5 times, ``DEALLOCATE ALL`` after a rollback): the latency proxy counts those.
+        """
+        return self.log.round_trips + 1 + self.log.commits + self.log.rollbacks
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_s)
+
+    @property
+    def best(self) -> float:
+        """The fastest run: the least disturbed by other work on the machine (what the checks compare)."""
+        return min(self.times_s)
+
+    def counts_text(self) -> str:
+        """``lazy  120 statements,    812 rows,   1,624 values`` (deterministic)."""
+        return (f"{self.name:<12} {self.statements:>4} statements, {self.rows:>6,} rows, "
+                f"{self.values:>7,} values received")
+
+    def text(self) -> str:
+        return f"{self.counts_text()}, {fmt_time(self.median)} median (n={len(self.times_s)})"
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+@contextlib.contextmanager
+def _count_rows(engine: Any) -> Iterator[list[int]]:
+    """Rows and values (rows x columns) every statement returned, as ``[rows, values]``."""
+    totals = [0, 0]
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if cursor.description is not None and cursor.rowcount and cursor.rowcount > 0:
+            totals[0] += cursor.rowcount
+            totals[1] += cursor.rowcount * len(cursor.description)
+
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield totals
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+
+
+def time_orm(engine: Any, fn: Callable[[Session], Any], *, name: str = "", repeat: int = 5,
+             warmup: int = 1) -> OrmRun:
+    """Run ``fn(session)`` in a fresh session ``warmup + repeat`` times; count and time it (lesson 04).
+
+    Each run gets a new :class:`Session` (an empty identity map), so every run loads everything
+    again, as a new web request would. The statements and rows are those of the last run; all
+    runs must issue the same number of statements (else ``RuntimeError``).
+    """
+    engine = getattr(engine, "engine", engine)
+    times: list[float] = []
+    counts: set[int] = set()
+    log = StatementLog()
+    rows = [0, 0]
+    result = None
+    for i in range(warmup + repeat):
+        with count_statements(engine) as log, _count_rows(engine) as rows:
+            t0 = time.perf_counter()
+            with Session(engine) as session:
+                result = fn(session)
+            elapsed = time.perf_counter() - t0
+        counts.add(log.count)
+        if i >= warmup:
+            times.append(elapsed)
+    if len(counts) > 1:
+        raise RuntimeError(f"{name or 'the code'} issued a different number of statements on each run: {sorted(counts)}")
+    return OrmRun(name, log, rows[0], rows[1], tuple(times), result)
+
+
+class StatementBudgetExceeded(AssertionError):
+    """Raised by :func:`at_most` when a block sends more statements than allowed."""
+
+
+@contextlib.contextmanager
+def at_most(engine: Any, limit: int) -> Iterator[StatementLog]:
+    """A statement budget for tests (lesson 04): fail if the block sends more than ``limit`` statements.
+
+    ::
+
+        with at_most(engine, 2):
+            page = render_customer_page(session)
+    """
+    with count_statements(engine) as log:
+        yield log
+    if log.count > limit:
+        raise StatementBudgetExceeded(f"{log.count} statements, the budget is {limit}: {log.report()}")
+
+
+def engine_for(conn: psycopg.Connection) -> Any:
+    """A SQLAlchemy engine on the same database and role as a psycopg connection (used by the checks)."""
+    from sqlalchemy import create_engine
+
+    params = conn.info.get_parameters()
+    if conn.info.password:
+        params["password"] = conn.info.password
+
+    def creator() -> psycopg.Connection:
+        return psycopg.connect(**params)  # params carry the lesson's session options
+
+    return create_engine("postgresql+psycopg://", creator=creator)
+
+
+# ---------------------------------------------------------------------------------------------- exercises
+
+CUSTOMER_LIMIT = 50
+EXERCISE_LOOP = '''for customer in session.scalars(stmt).unique():
+    print(customer.customer_id, len(customer.invoices), sum(i.total for i in customer.invoices))'''
+
+
+def _expected_totals(conn: psycopg.Connection, limit: int = CUSTOMER_LIMIT) -> list[tuple[int, int, Decimal]]:
+    rows = conn.execute(
+        "SELECT c.customer_id, count(i.invoice_id), coalesce(sum(i.total), 0) "
+        "FROM (SELECT customer_id FROM customer ORDER BY customer_id LIMIT %s) AS c "
+        "LEFT JOIN invoice i ON i.customer_id = c.customer_id GROUP BY c.customer_id ORDER BY c.customer_id",
+        (limit,)).fetchall()
+    return [(int(a), int(b), Decimal(c)) for a, b, c in rows]
+
+
+def _check_two_statements(conn: psycopg.Connection, answer: Any) -> CheckResult:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not isinstance(answer, Select):
+        return CheckResult(False, "The answer should be a select(Customer)... statement.")
+    engine = engine_for(conn)
+    try:
+        with count_statements(engine) as log, Session(engine) as session:
+            got = invoice_totals(session, answer)
+    except SQLAlchemyError as exc:
+        return CheckResult(False, f"The loop failed with your statement: {str(exc).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    expected = _expected_totals(conn)
+    if got != expected:
+        return CheckResult(
+            False, f"The loop printed {len(got)} customers, but it should print the first {CUSTOMER_LIMIT} "
+                   "by customer_id with all their invoices. Hint: keep .order_by(Customer.customer_id)"
+                   f".limit({CUSTOMER_LIMIT}) and only add a loader option.")
+    if log.count > 2:
+        return CheckResult(
+            False, f"The loop issued {log.count} statements ({log.report()}). Hint: tell the query to load "
+                   "Customer.invoices for all customers at once: .options(selectinload(Customer.invoices)).")
+    return CheckResult(True, f"{log.count} statement{'s' if log.count > 1 else ''} instead of {CUSTOMER_LIMIT + 1}: "
+                             f"{log.report()}.")
+
+
+register(Exercise(
+    id="04.at_most_two",
+    title="Make this loop issue at most 2 statements",
+    prompt=(
+        f"With stmt = select(Customer).order_by(Customer.customer_id).limit({CUSTOMER_LIMIT}), the loop\n\n"
+        f"{EXERCISE_LOOP}\n\nissues {CUSTOMER_LIMIT + 1} statements. Give a statement `answer` for which the same "
+        "loop prints the same lines with at most 2 statements."
+    ),
+    setup_fn=lambda conn: None,
+    checker=_check_two_statements,
+    answer_kind=Select,
+    answer_hint="a SQLAlchemy statement, select(Customer)...",
+    lesson="04_n_plus_one",
+))
+
+PREDICT_ARTISTS = 20
+
+
+def predicted_statements(conn: psycopg.Connection, artists: int = PREDICT_ARTISTS) -> int:
+    """What the lazy catalog loop issues for the first ``artists`` artists: 1 + artists + their albums."""
+    albums = conn.execute(
+        "SELECT count(*) FROM album WHERE artist_id IN "
+        "(SELECT artist_id FROM artist ORDER BY artist_id LIMIT %s)", (artists,)).fetchone()[0]
+    return 1 + artists + int(albums)
+
+
+def _check_predict(conn: psycopg.Connection, answer: Any) -> CheckResult:
+    expected = predicted_statements(conn)
+    if answer == expected:
+        return CheckResult(True, f"{expected} statements: 1 for the artists, {PREDICT_ARTISTS} for their albums "
+                                 f"(one per artist) and {expected - 1 - PREDICT_ARTISTS} for the tracks "
+                                 "(one per album).")
+    direction = "too high" if answer > expected else "too low"
+    return CheckResult(
+        False, f"{answer:,} is {direction}. Hint: one SELECT for the artists, one per artist for its albums, and one "
+               "per album for its tracks; count the albums of those artists with SQL.")
+
+
+register(Exercise(
+    id="04.predict_count",
+    title="Predict the statement count",
+    prompt=(
+        f"How many statements does the lazy catalog loop issue for the first {PREDICT_ARTISTS} artists "
+        f"(stmt = select(Artist).order_by(Artist.artist_id).limit({PREDICT_ARTISTS}))? Work it out with one SQL "
+        "query, give it as an int, then verify it with count_statements."
+    ),
+    setup_fn=lambda conn: None,
+    checker=_check_predict,
+    answer_kind=int,
+    answer_hint="a whole number such as 42",
+    lesson="04_n_plus_one",
+))
+
+
+def fixed_customers_stmt(models: SimpleNamespace | None = None, limit: int = CUSTOMER_LIMIT) -> Select:
+    """The first ``limit`` customers with their invoices loaded in one extra statement (selectinload)."""
+    m = models or _default
+    return (select(m.Customer).options(selectinload(m.Customer.invoices))
+            .order_by(m.Customer.customer_id).limit(limit))
+
+
+# ---------------------------------------------------------------------------------------------- growth and latency
+
+@dataclass(frozen=True)
+class LatencyRun:
+    """One variant timed through the latency proxy at one round-trip delay (lesson 04)."""
+
+    delay_ms: float
+    run: OrmRun
+    proxied_round_trips: float  # client messages the proxy delayed, per run
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips per request as the proxy saw them (client messages it delayed)."""
+        return round(self.proxied_round_trips)
+
+    def text(self) -> str:
+        return (f"{self.delay_ms:>3g} ms/round trip  {self.run.name:<12} {self.round_trips:>4} round trips  "
+                f"{fmt_time(self.run.median)} median (n={len(self.run.times_s)})")
+
+
+def latency_runs(lesson: Any, delays: tuple[float, ...], variants: dict[str, Callable[[Session], Any]], *,
+                 repeat: int = 3, warmup: int = 1) -> list[LatencyRun]:
+    """Time each variant through a :class:`helpers.latency.LatencyProxy` at each delay (lesson 04).
+
+    The engine connects once before timing, so the connection's own start-up round trips are
+    not counted; ``proxied_round_trips`` is what the proxy saw per timed run.
+    """
+    from sqlalchemy import text
+
+    from helpers.latency import delayed_engine
+
+    out = []
+    for delay in delays:
+        with delayed_engine(lesson, delay) as engine:
+            with engine.connect() as c:  # open the pooled connection (start-up messages happen here)
+                c.execute(text("SELECT 1"))
+            for name, fn in variants.items():
+                for _ in range(warmup):
+                    with Session(engine) as session:
+                        fn(session)
+                before = engine.proxy.messages_up
+                run = time_orm(engine, fn, name=name, repeat=repeat, warmup=0)
+                out.append(LatencyRun(delay, run, (engine.proxy.messages_up - before) / repeat))
+    return out
+
+
+def plot_growth(parents: list[int], series: dict[str, list[float]], title: str) -> Any:
+    """Display only: time against the number of parents, one line per variant (a matplotlib Figure)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, times in series.items():
+        ax.plot(parents, [t * 1000 for t in times], marker="o", label=name)
+    ax.set_xlabel("parents loaded (customers)")
+    ax.set_ylabel("median time per request (ms)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_latency(runs: list[LatencyRun]) -> Any:
+    """Display only: time against round-trip delay, one line per variant (a matplotlib Figure)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    names = list(dict.fromkeys(r.run.name for r in runs))
+    for name in names:
+        pts = [(r.delay_ms, r.run.median * 1000) for r in runs if r.run.name == name]
+        rt = next(r.round_trips for r in runs if r.run.name == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{name} ({rt} round trips)")
+    ax.set_xlabel("added delay per round trip (ms)")
+    ax.set_ylabel("median time per request (ms)")
+    ax.set_title("The same page, further from the database")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

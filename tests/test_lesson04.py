@@ -1,0 +1,123 @@
+"""Lesson 04 (N+1): the models, exact statement counts of each loading strategy, the guards, and the exercises."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
+
+from helpers import lesson04, solutions04  # noqa: F401  (registers the reference solutions)
+from helpers.counter import count_statements
+from helpers.exercises import NO_ANSWER, get
+from helpers.lesson04 import Album, Artist, Customer, StatementBudgetExceeded, at_most, catalog, time_orm
+from helpers.solutions import solve
+
+
+@pytest.fixture(scope="module")
+def les():
+    """A lesson database on the tiny scale (Chinook is complete at every scale), dropped afterwards."""
+    from helpers import db
+
+    les = db.lesson("t04_ex", scale="tiny", quiet=True)
+    yield les
+    les.close()
+    with db.connect() as admin:
+        db.drop_own(admin, les.dbname)
+
+
+def _albums_of_first(les, n: int) -> int:
+    return les.scalar("SELECT count(*) FROM album WHERE artist_id IN "
+                      "(SELECT artist_id FROM artist ORDER BY artist_id LIMIT %(n)s)", {"n": n})
+
+
+def test_lazy_loop_issues_one_plus_n_plus_albums(les):
+    stmt = select(Artist).order_by(Artist.artist_id).limit(30)
+    run = time_orm(les.engine, lambda s: catalog(s, stmt), name="lazy", repeat=1)
+    assert run.statements == 1 + 30 + _albums_of_first(les, 30)
+    assert [n for _, n in run.log.by_shape()][:2] == [1, 30]
+    assert run.min_round_trips == run.statements + 2
+
+
+def test_fixes_give_the_same_answer_in_fewer_statements(les):
+    stmt = select(Artist).order_by(Artist.artist_id).limit(30)
+    lazy = time_orm(les.engine, lambda s: catalog(s, stmt), repeat=1)
+    sel = time_orm(les.engine, lambda s: catalog(s, stmt.options(
+        selectinload(Artist.albums).selectinload(Album.tracks))), repeat=1)
+    joined = time_orm(les.engine, lambda s: catalog(s, stmt.options(
+        joinedload(Artist.albums).joinedload(Album.tracks))), repeat=1)
+    assert lazy.result == sel.result == joined.result
+    assert (sel.statements, joined.statements) == (3, 1)
+    assert sel.rows == lazy.rows  # the same rows, fetched in 3 statements instead of many
+    assert joined.values > sel.values  # joined rows repeat the parents' columns
+
+
+def test_time_orm_uses_a_fresh_session_each_run(les):
+    stmt = select(Customer).order_by(Customer.customer_id).limit(5)
+    run = time_orm(les.engine, lambda s: lesson04.invoice_totals(s, stmt), repeat=3, warmup=1)
+    assert len(run.times_s) == 3 and run.statements == 6 and run.best <= run.median
+
+
+def test_raise_models_refuse_lazy_loads(les):
+    strict = lesson04.make_models(lazy="raise")
+    stmt = select(strict.Artist).order_by(strict.Artist.artist_id).limit(5)
+    with Session(les.engine) as session, pytest.raises(InvalidRequestError, match="lazy='raise'"):
+        catalog(session, stmt)
+    with Session(les.engine) as session, count_statements(les.engine) as log:
+        catalog(session, stmt.options(selectinload(strict.Artist.albums).selectinload(strict.Album.tracks)))
+    assert log.count == 3
+
+
+def test_raiseload_option(les):
+    stmt = select(Artist).order_by(Artist.artist_id).limit(5).options(selectinload(Artist.albums), raiseload("*"))
+    with Session(les.engine) as session, pytest.raises(InvalidRequestError, match="Album.tracks"):
+        catalog(session, stmt)
+
+
+def test_statement_budget(les):
+    stmt = select(Artist).order_by(Artist.artist_id).limit(5)
+    with pytest.raises(StatementBudgetExceeded, match="the budget is 2"):
+        with at_most(les.engine, 2), Session(les.engine) as session:
+            catalog(session, stmt)
+    with at_most(les.engine, 3), Session(les.engine) as session:
+        catalog(session, stmt.options(selectinload(Artist.albums).selectinload(Album.tracks)))
+
+
+def test_latency_runs_count_round_trips(les):
+    stmt = select(Artist).order_by(Artist.artist_id).limit(3)
+    runs = lesson04.latency_runs(les, (0,), {"sel": lambda s: catalog(s, stmt.options(
+        selectinload(Artist.albums).selectinload(Album.tracks)))}, repeat=2)
+    assert len(runs) == 1 and runs[0].round_trips == runs[0].run.min_round_trips == 5
+
+
+# ------------------------------------------------------------------------------------------------ exercises
+
+def test_at_most_two(les):
+    ex = get("04.at_most_two")
+    ex.setup(les)
+    assert not ex.check(les, NO_ANSWER)
+    wrong_type = ex.check(les, "SELECT * FROM customer")
+    assert not wrong_type and "should be a SQLAlchemy statement" in wrong_type.message
+    naive = select(Customer).order_by(Customer.customer_id).limit(lesson04.CUSTOMER_LIMIT)
+    res = ex.check(les, naive)
+    assert not res and f"{lesson04.CUSTOMER_LIMIT + 1} statements" in res.message
+    fewer = select(Customer).options(selectinload(Customer.invoices)).order_by(Customer.customer_id).limit(10)
+    assert not ex.check(les, fewer)  # fast, but the wrong customers
+    assert ex.check(les, solve("04.at_most_two", les.conn))
+    joined = naive.options(joinedload(Customer.invoices))
+    assert ex.check(les, joined)  # one statement is fine too
+
+
+def test_predict_count(les):
+    ex = get("04.predict_count")
+    ex.setup(les)
+    assert not ex.check(les, NO_ANSWER)
+    assert "whole number" in ex.check(les, "42").message
+    answer = solve("04.predict_count", les.conn)
+    assert answer == 1 + lesson04.PREDICT_ARTISTS + _albums_of_first(les, lesson04.PREDICT_ARTISTS)
+    assert not ex.check(les, answer + 1) and not ex.check(les, lesson04.PREDICT_ARTISTS + 1)
+    assert ex.check(les, answer)
+    # and the prediction is what the loop really does
+    stmt = select(Artist).order_by(Artist.artist_id).limit(lesson04.PREDICT_ARTISTS)
+    with count_statements(les.engine) as log, Session(les.engine) as session:
+        catalog(session, stmt)
+    assert log.count == answer
