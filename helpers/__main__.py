@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
@@ -28,8 +29,13 @@ def _server(args: argparse.Namespace) -> int:
             return 3
         print(f"Embedded PostgreSQL running: pid {st.pid}, data {st.pgdata}, socket {st.socket_dir}"
               + (f", TCP 127.0.0.1:{st.tcp_port}" if st.tcp_port else "") + ".")
-        print(f"Used by {len(st.holders)} process(es); " + ("started explicitly (runs until `server stop`)."
-                                                           if st.pinned else "stops when the last one exits."))
+        if st.pinned:
+            print(f"Used by {len(st.holders)} process(es); started explicitly (runs until `server stop`).")
+        elif st.holders:
+            print(f"Used by {len(st.holders)} process(es); stops when the last one exits.")
+        else:  # its last user was killed before it could stop it
+            print("No process uses it any more (its last user was killed); `python -m helpers server stop` stops it, "
+                  "and the next notebook to use it will stop it when it exits.")
     elif args.action == "url":
         if args.tcp:
             st = server.ensure_running(hold=False, pin=True, tcp_port=args.tcp)
@@ -88,10 +94,18 @@ def _lab(args: argparse.Namespace) -> int:
            *args.rest]
     if os.geteuid() == 0 and "--allow-root" not in cmd:
         cmd.append("--allow-root")
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    child = subprocess.Popen(cmd)
+
+    def _forward(signum, _frame):  # SIGTERM/SIGHUP: stop JupyterLab, then exit normally so the server is released
+        child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _forward)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # Ctrl-C reaches JupyterLab too; wait for it to finish shutting down
+            continue
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,14 +131,18 @@ def main(argv: list[str] | None = None) -> int:
 
     b = sub.add_parser("bench", help="benchmarks that print measured ratios")
     b.add_argument("what", choices=["load", "timer"])
-    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark (see its --help)")
     b.set_defaults(func=_bench)
 
     lab = sub.add_parser("lab", help="run JupyterLab with the embedded server up (what `make lab` calls)")
     lab.add_argument("rest", nargs=argparse.REMAINDER)
     lab.set_defaults(func=_lab)
 
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lab"]:  # everything after `lab` goes to JupyterLab untouched (e.g. --port 8899)
+        args = argparse.Namespace(func=_lab, rest=argv[1:])
+    else:
+        args = p.parse_args(argv)
     try:
         return args.func(args)
     except WorkbookError as exc:
