@@ -135,3 +135,15 @@ def test_an_index_makes_a_lookup_much_faster(table):
     assert before.pages > 500 and after.pages <= 5  # deterministic: the seq scan reads them all
     assert c.ratio > 3  # typically 20-100×; wide margin for a loaded 2-core machine
     assert c.server_ratio > 3
+
+
+@pytest.mark.timing
+def test_timer_agrees_with_pgbench(table):
+    """The benchmark's comparison in small: same query, same server; a wide margin for a busy machine."""
+    from helpers.bench_timer import run_pgbench
+
+    query = "SELECT grp, count(*) FROM m GROUP BY grp"
+    timer = measure(table, query, warmup=2, repeat=15, explain=False).median
+    bench = run_pgbench(table, query, 15)
+    assert 0.5 < timer / bench < 2.0
+    assert 0 < run_pgbench(table, "SELECT 1", 20) < 0.05
