@@ -2,8 +2,8 @@
 
 * :func:`verify_manifest` checks ``datasets/`` against ``datasets/manifest.json`` (rows and SHA-256);
 * :func:`load_into` fills an empty database: tables, then every row streamed with ``COPY`` (a producer
-  thread formats the next chunk while the main thread sends the current one), then keys, checks and
-  indexes, then ``VACUUM (ANALYZE)``;
+  thread formats the next chunk while the main thread sends the current one; CSV, except ``plays`` in
+  binary COPY format), then keys, checks and indexes, then ``VACUUM (ANALYZE)``;
 * :func:`table_counts` counts the rows of every table.
 """
 from __future__ import annotations
@@ -145,8 +145,11 @@ def table_names() -> list[str]:
 Segment = tuple[str, bool, tuple[str, str]]  # (table, has_header, (kind, table)); kind is chinook/generated
 
 
-def _segments(scale: str, data_dir: Path | None) -> list[Segment]:
-    """What to COPY, in load order: each Chinook file, then the generated rows of the same table."""
+def _segments(scale: str, data_dir: Path | None, binary: bool = True) -> list[Segment]:
+    """What to COPY, in load order: each Chinook file, then the generated rows of the same table.
+
+    With ``binary``, the tables in :data:`helpers.generate.BINARY_TABLES` are sent in binary COPY format.
+    """
     from . import generate
 
     segs: list[Segment] = []
@@ -154,7 +157,8 @@ def _segments(scale: str, data_dir: Path | None) -> list[Segment]:
         if table in CHINOOK_TABLES:
             segs.append((table, True, ("chinook", table)))
         if table in generate.GENERATED_TABLES:
-            segs.append((table, False, ("generated", table)))
+            kind = "binary" if binary and table in generate.BINARY_TABLES else "generated"
+            segs.append((table, False, (kind, table)))
     return segs
 
 
@@ -165,6 +169,8 @@ def _chunks(source: tuple[str, str], scale: str, data_dir: Path | None) -> Itera
     kind, table = source
     if kind == "chinook":
         yield gzip.decompress(chinook_file(table, data_dir).read_bytes())
+    elif kind == "binary":
+        yield from generate.iter_binary(table, scale)
     else:
         yield from generate.iter_csv(table, scale)
 
@@ -191,15 +197,21 @@ class _Producer(threading.Thread):
         return False
 
     def run(self) -> None:
+        from .generate import CHUNK_ROWS
+
         try:
-            for i, (_, _, source) in enumerate(self.segments):
+            for i, (_, header, source) in enumerate(self.segments):
                 for chunk in _chunks(source, self.scale, self.data_dir):
-                    if not self._put((i, chunk)):
+                    if source[0] == "binary":  # header and trailer are chunks of their own
+                        rows = CHUNK_ROWS if len(chunk) > 32 else 0
+                    else:
+                        rows = chunk.count(b"\n") - (1 if header else 0)
+                    if not self._put((i, chunk, rows)):
                         return
-                if not self._put((i, _DONE)):
+                if not self._put((i, _DONE, 0)):
                     return
         except BaseException as exc:  # handed to the main thread, which raises it
-            self._put((-1, exc))
+            self._put((-1, exc, 0))
 
 
 def load_into(conn: psycopg.Connection, scale: str, progress: bool = True, *,
@@ -246,20 +258,21 @@ def load_into(conn: psycopg.Connection, scale: str, progress: bool = True, *,
                 conn.execute(stmt)
             producer.start()
             with conn.cursor() as cur:
-                for i, (table, header, _) in enumerate(segments):
+                for i, (table, header, (kind, _)) in enumerate(segments):
                     cols = pgsql.SQL(", ").join(map(pgsql.Identifier, generate.COLUMNS.get(table) or
                                                     _chinook_columns(table, data_dir)))
-                    stmt = pgsql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv{})").format(
-                        pgsql.Identifier(table), cols, pgsql.SQL(", HEADER true" if header else ""))
+                    options = "FORMAT binary" if kind == "binary" else "FORMAT csv" + (", HEADER true" if header else "")
+                    stmt = pgsql.SQL("COPY {} ({}) FROM STDIN ({})").format(
+                        pgsql.Identifier(table), cols, pgsql.SQL(options))
                     with cur.copy(stmt) as copy:
                         while True:
-                            seg, chunk = producer.q.get()
+                            seg, chunk, rows = producer.q.get()
                             if seg == -1:
                                 raise chunk
                             if chunk is _DONE:
                                 break
                             copy.write(chunk)
-                            bar.update(chunk.count(b"\n") - (1 if header else 0))
+                            bar.update(min(rows, bar.total - bar.n))
             t_copy = time.perf_counter()
             bar.set_description(f"loading {scale}: keys and indexes")
             for stmt in after:
