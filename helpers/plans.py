@@ -19,8 +19,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-import psycopg
-
 __all__ = [
     "Plan",
     "PlanNode",

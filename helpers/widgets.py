@@ -12,7 +12,6 @@ Callbacks write into the Output widget with ``out.outputs = ()`` and ``out.appen
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
