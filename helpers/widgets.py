@@ -290,20 +290,22 @@ class BeforeAfter:
         self.last_error = None
         try:
             result = self.run()
-        except WorkbookError as exc:
-            self.last_error = str(exc)
-            self._show(f"Error: {exc}")
+        except Exception as exc:  # a button must not raise: the message goes into the widget
+            self._error(exc)
         else:
             self._show(result.text(), figure_png(result.figure()))
         self._sync()
+
+    def _error(self, exc: Exception) -> None:
+        self.last_error = str(exc) if isinstance(exc, WorkbookError) else one_line_error(exc)
+        self._show(f"Error: {self.last_error}")
 
     def _on_revert(self) -> None:
         self.last_error = None
         try:
             self.revert()
-        except WorkbookError as exc:
-            self.last_error = str(exc)
-            self._show(f"Error: {exc}")
+        except Exception as exc:
+            self._error(exc)
         else:
             self._show("Reverted: the database is back to the state before the change.")
         self._sync()
@@ -472,9 +474,9 @@ class ScaleExplorer:
         self.out.outputs = ()
         try:
             result = self.run()
-        except WorkbookError as exc:
-            self.last_error = str(exc)
-            self.out.append_stdout(f"Error: {exc}\n")
+        except Exception as exc:  # a button must not raise: the message goes into the widget
+            self.last_error = str(exc) if isinstance(exc, WorkbookError) else one_line_error(exc)
+            self.out.append_stdout(f"Error: {self.last_error}\n")
             return
         from IPython.display import Image
 

@@ -159,3 +159,10 @@ def test_scale_explorer_bad_template(db):
     x2 = ScaleExplorer(db, query="SELECT '{x}' FROM {table}", sizes=(1_000,), repeat=1)
     with pytest.raises(WorkbookError, match="placeholder"):
         x2.run()
+
+
+def test_unexpected_errors_stay_in_the_widget(db):
+    w = BeforeAfter(db, QUERY, change="CREATE INDEX w_k_idx ON w (k)", params=(1, 2), repeat=3)  # one param too many
+    w.run_button.click()
+    assert len(texts(w)) == 1 and texts(w)[0].startswith("Error: ") and texts(w)[0].count("\n") == 1
+    assert not w.applied and indexes(db) == []
