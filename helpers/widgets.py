@@ -445,7 +445,8 @@ class ScaleExplorer:
         try:
             self.drop()
             self.conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
-            for n in self.sizes:
+            for i, n in enumerate(self.sizes, 1):
+                self.status.value = f"Size {i} of {len(self.sizes)}: {n:,} rows…"
                 table = pgsql.Identifier(self.schema, f"t_{n}")
                 self.conn.execute(self._sql(self.build, table, n))
                 self.conn.execute(pgsql.SQL("ANALYZE {}").format(table))
@@ -466,6 +467,7 @@ class ScaleExplorer:
                     self.drop()
                 except psycopg.Error:
                     pass
+        self.status.value = f"Measured {', '.join(f'{n:,}' for n in self.sizes)} rows."
         self.result = ScaleResult(self.sizes, before, after)
         return self.result
 
