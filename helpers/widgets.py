@@ -479,6 +479,7 @@ class ScaleExplorer:
         except Exception as exc:  # a button must not raise: the message goes into the widget
             self.last_error = str(exc) if isinstance(exc, WorkbookError) else one_line_error(exc)
             self.out.append_stdout(f"Error: {self.last_error}\n")
+            self.status.value = "Stopped by the error below."
             return
         from IPython.display import Image
 

@@ -156,6 +156,7 @@ def test_scale_explorer_bad_template(db):
     x = ScaleExplorer(db, query="SELECT * FROM {table} WHERE nope = 1", sizes=(1_000,), repeat=1)
     x.run_button.click()
     assert texts(x) == ['Error: The scale explorer stopped: column "nope" does not exist\n']
+    assert x.status.value == "Stopped by the error below."
     x2 = ScaleExplorer(db, query="SELECT '{x}' FROM {table}", sizes=(1_000,), repeat=1)
     with pytest.raises(WorkbookError, match="placeholder"):
         x2.run()
