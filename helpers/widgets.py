@@ -247,7 +247,13 @@ class BeforeAfter:
         try:
             _run_change(self.conn, change)
         except Exception as exc:  # a learner's callable may raise anything
-            raise WorkbookError(f"The change failed and was rolled back, nothing is applied: {one_line_error(exc)}") from None
+            message = one_line_error(exc)
+            # outside a transaction (CREATE INDEX CONCURRENTLY) a failure can leave an invalid index: drop it
+            leftovers = _user_indexes(self.conn) - seen
+            if leftovers:
+                self.conn.execute(pgsql.SQL("DROP INDEX IF EXISTS {}").format(
+                    pgsql.SQL(", ").join(pgsql.Identifier(s, n) for s, n in sorted(leftovers))))
+            raise WorkbookError(f"The change failed and was rolled back, nothing is applied: {message}") from None
         self._created_indexes = _user_indexes(self.conn) - seen
         self.applied = True
 

@@ -167,3 +167,12 @@ def test_unexpected_errors_stay_in_the_widget(db):
     w.run_button.click()
     assert len(texts(w)) == 1 and texts(w)[0].startswith("Error: ") and texts(w)[0].count("\n") == 1
     assert not w.applied and indexes(db) == []
+
+
+def test_failed_concurrent_index_leaves_no_invalid_index(db):
+    db.execute("INSERT INTO w VALUES (1, 1, 'duplicate id')")
+    w = BeforeAfter(db, QUERY, change="CREATE UNIQUE INDEX CONCURRENTLY w_id_key ON w (id)", params=(1,), repeat=3)
+    w.run_button.click()
+    assert texts(w)[0].startswith("Error: The change failed and was rolled back, nothing is applied: could not create "
+                                  "unique index")
+    assert indexes(db) == [] and not w.applied
