@@ -21,7 +21,6 @@ The last line is machine-readable::
 from __future__ import annotations
 
 import argparse
-import gzip
 import secrets
 import statistics
 import subprocess
