@@ -25,7 +25,7 @@ from helpers.timing import as_connection
 
 __all__ = [
     "month_starts", "month_partition_sql", "create_month_partitions", "partition_rows", "partition_bounds",
-    "partitions_of", "partitions_size", "PruneReport", "prune_report", "pruning", "capture_notices",
+    "partitions_of", "partitions_size", "explain_text", "PruneReport", "prune_report", "pruning", "capture_notices",
     "WriteCost", "wal_inspect_ready", "measure_write", "VacuumReport", "vacuum_report", "parse_vacuum_verbose",
     "SweepPoint", "create_int_partitions", "planning_time", "planning_sweep", "plot_sweep", "median",
 ]
@@ -153,6 +153,18 @@ def prune_report(plan: Plan, partitions: Iterable[str]) -> PruneReport:
             if plan.analyzed and int(node.raw.get("Actual Loops", 1) or 0) == 0:
                 never += 1
     return PruneReport(partitions=len(names), in_plan=in_plan, removed_at_run=removed, never_executed=never)
+
+
+def explain_text(conn: Any, query: str, options: str = "") -> str:
+    """PostgreSQL's own EXPLAIN text of ``query`` (``options`` e.g. ``"ANALYZE, COSTS OFF"``), for display only.
+
+    With ANALYZE the statement runs, inside a transaction that is rolled back.
+    """
+    conn = as_connection(conn)
+    prefix = f"EXPLAIN ({options}) " if options else "EXPLAIN "
+    with conn.transaction(force_rollback=True):
+        rows = conn.execute(prefix + query, prepare=False).fetchall()
+    return "\n".join(r[0] for r in rows)
 
 
 def pruning(conn: Any, parent: str, query: str, params: Any = None, analyze: bool = False) -> PruneReport:
