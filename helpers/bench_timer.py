@@ -10,6 +10,9 @@ R is the worst ratio over the queries (larger / smaller, so always >= 1); target
 M <= 0.3. The queries read generate_series tables in a scratch database that is created for the
 run and dropped afterwards. Both sides use the simple protocol, unprepared, with parallel query
 and JIT off for the scratch database (so neither side pays a worker start-up the other does not).
+Timer and pgbench alternate in rounds, so a change in machine load falls on both. For reference
+the table also shows pgbench's median latency from its ``-l`` log (a median against a median);
+R is computed from the reported average, as specified.
 """
 from __future__ import annotations
 
