@@ -21,8 +21,8 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import psycopg
-from sqlalchemy import ForeignKey, Numeric, Select, Table, Column, event, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy import Column, ForeignKey, Numeric, Select, Table, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from helpers.counter import StatementLog, count_statements
 from helpers.exercises import CheckResult, Exercise, register
@@ -378,13 +378,6 @@ register(Exercise(
     answer_hint="a whole number such as 42",
     lesson="04_n_plus_one",
 ))
-
-
-def fixed_customers_stmt(models: SimpleNamespace | None = None, limit: int = CUSTOMER_LIMIT) -> Select:
-    """The first ``limit`` customers with their invoices loaded in one extra statement (selectinload)."""
-    m = models or _default
-    return (select(m.Customer).options(selectinload(m.Customer.invoices))
-            .order_by(m.Customer.customer_id).limit(limit))
 
 
 # ---------------------------------------------------------------------------------------------- growth and latency
