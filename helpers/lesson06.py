@@ -25,7 +25,7 @@ from helpers.timing import as_connection
 
 __all__ = [
     "month_starts", "month_partition_sql", "create_month_partitions", "partition_rows", "partition_bounds",
-    "partitions_of", "partitions_size", "explain_text", "PruneReport", "prune_report", "pruning", "capture_notices",
+    "partitions_of", "partitions_size", "explain_text", "measure_alternating", "PruneReport", "prune_report", "pruning", "capture_notices",
     "WriteCost", "wal_inspect_ready", "measure_write", "VacuumReport", "vacuum_report", "parse_vacuum_verbose",
     "SweepPoint", "create_int_partitions", "planning_time", "planning_sweep", "plot_sweep", "median",
 ]
@@ -171,6 +171,23 @@ def pruning(conn: Any, parent: str, query: str, params: Any = None, analyze: boo
     """EXPLAIN ``query`` and report how many partitions of ``parent`` it reads (lesson 06)."""
     conn = as_connection(conn)
     return prune_report(explain(conn, query, params, analyze=analyze), partitions_of(conn, parent))
+
+
+def measure_alternating(conn: Any, queries: dict[str, str], rounds: int = 3, **kwargs: Any) -> dict[str, Any]:
+    """Time several queries in alternating rounds (A, B, A, B, ...) and keep each one's fastest round (lesson 06).
+
+    For sub-millisecond queries on a busy machine: a burst of load during one round would otherwise decide a
+    comparison. ``kwargs`` go to :func:`helpers.timing.measure`; returns ``{label: Measurement}``.
+    """
+    from helpers.timing import measure
+
+    best: dict[str, Any] = {}
+    for _ in range(rounds):
+        for label, query in queries.items():
+            m = measure(conn, query, **kwargs)
+            if label not in best or m.median < best[label].median:
+                best[label] = m
+    return best
 
 
 # ---------------------------------------------------------------------------------------------- measuring writes
@@ -381,9 +398,9 @@ def planning_sweep(conn: Any, counts: Sequence[int] = (4, 16, 64, 256), *, key: 
 
 def plot_sweep(points: Sequence[SweepPoint]) -> Any:
     """Planning time against the number of partitions, pruning on and off, log-log (a matplotlib Figure, PNG)."""
-    from matplotlib.figure import Figure
+    from helpers.plans import png_figure
 
-    fig = Figure(figsize=(7, 4), layout="constrained")
+    fig = png_figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
     xs = [p.partitions for p in points]
     ax.plot(xs, [p.pruning_off_s * 1000 for p in points], "o-", color="tab:red", label="pruning off")

@@ -151,6 +151,7 @@ def test_planning_sweep_small(les):
     assert les.scalar("SHOW enable_partition_pruning") == "on"
     fig = L.plot_sweep(points)
     assert len(fig.axes) == 1
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------ exercises
@@ -221,3 +222,9 @@ def test_new_month_catches_lost_rows_and_missing_default(les):
     les.run("DROP TABLE ex_log")
     result = ex.check(les)
     assert not result.ok and "setup" in result.message
+
+
+def test_measure_alternating_keeps_the_best_round(les):
+    best = L.measure_alternating(les, {"one": "SELECT 1", "two": "SELECT 2"}, rounds=2, warmup=0, repeat=3,
+                                 explain=False)
+    assert set(best) == {"one", "two"} and all(m.n == 3 for m in best.values())
