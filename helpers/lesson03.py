@@ -104,13 +104,15 @@ def stable_summary(result: Any, table: str | None = None, *, show_pages: bool = 
     )
 
 
-def fastest_ratio(result: Any) -> float:
-    """Speed-up of a before/after result on the fastest run of each side (``before.min / after.min``).
+def fastest_ratio(result_or_before: Any, after: Measurement | None = None) -> float:
+    """Speed-up on the fastest run of each side, ``before.min / after.min`` (lesson 03).
 
-    Noise on a shared machine only ever adds time, so for effects of a few times this is steadier than
-    the ratio of medians that the widget prints.
+    Pass a before/after result, or two measurements. Noise on a shared machine only ever adds time,
+    so for effects of a few times (or for "no faster") this is steadier than the ratio of medians.
     """
-    return result.before.min / result.after.min if result.after.min > 0 else float("inf")
+    before = result_or_before if after is not None else result_or_before.before
+    after = after if after is not None else result_or_before.after
+    return before.min / after.min if after.min > 0 else float("inf")
 
 
 def scale_summary(result: Any) -> str:
