@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 LAB_ARGS ?=
 
-.PHONY: lab test test-fast install server-start server-stop server-status reset bench clean-venv
+.PHONY: lab test test-fast test-repeat install server-start server-stop server-status reset bench clean-venv
 
 lab: $(STAMP)            ## open JupyterLab with the embedded PostgreSQL running (or DATABASE_URL's server)
 	$(PY) -m helpers lab $(LAB_ARGS)
@@ -18,6 +18,9 @@ test: $(STAMP)           ## the whole suite: unit tests + every notebook under n
 
 test-fast: $(STAMP)      ## unit tests only
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-repeat: $(STAMP)    ## repeatability: make test x5, notebooks twice, reversed, in parallel (slow)
+	$(PY) scripts/test_repeat.py $(REPEAT_ARGS)
 
 install: $(STAMP)
 

@@ -1,0 +1,62 @@
+"""Repeatability check for instructors and maintainers (`make test-repeat`; not part of `make test`).
+
+Against the current server (DATABASE_URL, or the embedded PostgreSQL 18):
+  1. `make test` N times in a row (default 5);
+  2. every notebook run twice in a row;
+  3. all notebooks in reverse order;
+  4. all notebooks under `pytest -n 2 --dist loadfile`.
+Prints one line per step with passes/runs and durations, and exits non-zero if any run failed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-q"]
+
+
+def _run(cmd: list[str]) -> tuple[bool, float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    tail = (proc.stdout.strip().splitlines() or [""])[-1]
+    return proc.returncode == 0, time.perf_counter() - start, tail
+
+
+def _report(name: str, results: list[tuple[bool, float, str]]) -> bool:
+    ok = sum(r[0] for r in results)
+    times = ", ".join(f"{r[1]:.0f} s" for r in results)
+    print(f"{name}: {ok}/{len(results)} passed ({times})", flush=True)
+    for passed, _, tail in results:
+        if not passed:
+            print(f"    failed: {tail}")
+    return ok == len(results)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--times", type=int, default=5, help="how many full `make test` runs (default 5)")
+    args = p.parse_args()
+    py = sys.executable
+    notebooks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
+    server = "DATABASE_URL " + os.environ["DATABASE_URL"].split("@")[-1] if os.environ.get("DATABASE_URL") \
+        else "embedded PostgreSQL 18"
+    print(f"Repeatability on {server}: {len(notebooks)} notebooks", flush=True)
+    good = True
+    good &= _report(f"make test x{args.times}", [_run(["make", "test"]) for _ in range(args.times)])
+    twice = []
+    for nb in notebooks:
+        twice += [_run([py, "-m", "pytest", *NBVAL, nb]), _run([py, "-m", "pytest", *NBVAL, nb])]
+    good &= _report("each notebook twice in a row", twice)
+    good &= _report("all notebooks in reverse order", [_run([py, "-m", "pytest", *NBVAL, *reversed(notebooks)])])
+    good &= _report("all notebooks, pytest -n 2 --dist loadfile",
+                    [_run([py, "-m", "pytest", *NBVAL, "-n", "2", "--dist", "loadfile", *notebooks])])
+    return 0 if good else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
