@@ -5,9 +5,11 @@ import json
 import os
 from pathlib import Path
 
-#: The project checkout (the package is installed in editable mode from it); PDW_HOME overrides.
-PROJECT_ROOT = Path(os.environ.get("PDW_HOME") or Path(__file__).resolve().parent.parent)
-VAR_DIR = PROJECT_ROOT / "var"              # git-ignored: server data, settings, screenshots
+#: The project checkout (the package is installed in editable mode from it).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: git-ignored: the embedded server's data and local settings. PDW_HOME moves it to PDW_HOME/var (tests use a
+#: throw-away one to run a private server).
+VAR_DIR = Path(os.environ["PDW_HOME"]) / "var" if os.environ.get("PDW_HOME") else PROJECT_ROOT / "var"
 PGDATA = VAR_DIR / "pgdata"                 # the embedded server's data directory
 SETTINGS_FILE = VAR_DIR / "settings.json"
 

@@ -31,6 +31,8 @@ def test_executed_in_order_without_errors(path):
             assert "image/svg+xml" not in out.get("data", {}), f"{path.name}: SVG figure (use PNG)"
             text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
             assert "Traceback" not in text, f"{path.name}: a traceback was printed"
+            # lesson() shows a WorkbookError as one line instead of an error output; stored, it is still a failure
+            assert "WorkbookError:" not in text, f"{path.name}: stores a WorkbookError: {text.strip()[:200]}"
         assert "sys.path" not in "".join(c["source"]), f"{path.name}: edits sys.path"
 
 
