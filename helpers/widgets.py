@@ -141,6 +141,17 @@ class BeforeAfterResult:
         pages = [m.pages or 0 for m in (self.before, self.after)]
         p_ax.barh(names, pages, color=["tab:gray", "tab:orange"])
         p_ax.set_xlabel("pages touched (hit + read)")
+        # A 100x change leaves the "after" bar invisible on a linear axis: switch to log and label the bars.
+        q3s = [m.q3 * 1000 for m in (self.before, self.after)]
+        for ax, values, ends, labels in ((t_ax, meds, q3s, [fmt_time(v / 1000) for v in meds]),
+                                         (p_ax, pages, pages, [f"{v:,}" for v in pages])):
+            positive = [v for v in values if v > 0]
+            if len(positive) == 2 and max(positive) / min(positive) > 20:
+                ax.set_xscale("log")
+                ax.set_xlabel(ax.get_xlabel() + ", log scale")
+            for y, (end, text) in enumerate(zip(ends, labels)):  # the label sits past the bar and its whisker
+                ax.annotate(text, (end, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+            ax.margins(x=0.35)
         p_ax.invert_yaxis()
         return fig
 
