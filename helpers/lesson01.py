@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import (
+    Column,
     DateTime,
     Enum,
     ForeignKey,
@@ -47,7 +48,7 @@ from helpers.timing import Measurement, as_connection
 
 __all__ = [
     "ddl", "model_source", "LessonBase", "CustomerProfile", "PlanTier", "Subscription", "client_side_id",
-    "fk_actions", "UPDATED_AT_TRIGGER", "measure_delete", "refused_by",
+    "fk_actions", "UPDATED_AT_TRIGGER", "PassivePlaylist", "measure_delete", "refused_by",
 ]
 
 _DIALECT = postgresql.dialect()
@@ -171,6 +172,34 @@ class Subscription(LessonBase):
         DateTime(timezone=True), default=func.now(), onupdate=func.now())
 
     customer: Mapped[Customer] = relationship(Customer)
+
+
+class _PassiveBase(DeclarativeBase):
+    """A registry of its own for :class:`PassivePlaylist`, so no other metadata ever creates or drops ``playlist``."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {str: Text}
+
+
+class PassivePlaylist(_PassiveBase):
+    """The store's playlist, mapped so that deleting one leaves its links to ON DELETE CASCADE (lesson 01)."""
+
+    __tablename__ = "playlist"
+
+    playlist_id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None]
+
+    # passive_deletes=True: do not load the collection to delete its link rows; the database cascades
+    tracks: Mapped[list[models.Track]] = relationship(
+        models.Track, secondary=lambda: _passive_links, passive_deletes=True)
+
+
+_passive_links = Table(
+    "playlist_track",
+    _PassiveBase.metadata,
+    Column("playlist_id", ForeignKey("playlist.playlist_id"), primary_key=True),
+    Column("track_id", ForeignKey(models.Track.__table__.c.track_id), primary_key=True),
+)
 
 
 #: The trigger that keeps ``updated_at`` current for every UPDATE, whoever sends it.

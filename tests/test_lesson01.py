@@ -202,3 +202,22 @@ def test_updated_at_check_is_behavioural(les):
     assert "earlier than the UPDATE" in ex.check(les).message
     ex.setup(les)  # drops the function (and its trigger) again
     assert les.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'ex_note_touch'") == 0
+
+
+def test_passive_playlist_leaves_the_links_to_on_delete_cascade(les):
+    from sqlalchemy.orm import Session
+
+    from helpers.counter import count_statements
+    from helpers.lesson01 import PassivePlaylist
+
+    assert PassivePlaylist.__table__.metadata is not models.Base.metadata  # never created or dropped with the store
+    links = les.scalar("SELECT count(*) FROM playlist_track WHERE playlist_id = 15")
+    assert links > 0
+    les.run("""ALTER TABLE playlist_track DROP CONSTRAINT playlist_track_playlist_id_fkey,
+               ADD CONSTRAINT playlist_track_playlist_id_fkey FOREIGN KEY (playlist_id)
+               REFERENCES playlist (playlist_id) ON DELETE CASCADE""")
+    with Session(les.engine) as session, count_statements(les.engine) as log:
+        session.delete(session.get(PassivePlaylist, 15))
+        session.commit()
+    assert log.count == 2  # SELECT the playlist, DELETE it: the links are the database's job
+    assert les.scalar("SELECT count(*) FROM playlist_track WHERE playlist_id = 15") == 0
