@@ -3,8 +3,11 @@
 What lives here rather than in the notebook:
 
 - :func:`show_explain` prints a raw ``EXPLAIN`` as psql would (for ``nbval-ignore-output`` cells), and
-  :func:`heap_fetches`, :func:`plan_line`, :func:`stable_summary` turn plans and before/after results into
-  text that is the same on PostgreSQL 15 and 18;
+  :func:`heap_fetches`, :func:`plan_line`, :func:`scan_line`, :func:`stable_summary`, :func:`scale_summary`
+  turn plans and measurements into text that is the same on PostgreSQL 15 and 18 (heap page counts are
+  not: the same rows occupy a slightly different number of pages on the two servers);
+- :func:`fastest_ratio` and :func:`loglog_slope`: the steadier statistics the lesson's checks use on a busy
+  machine (the fastest run of each side);
 - :func:`table_pages`, :func:`relation_size`, :func:`index_sizes`, :func:`pretty_bytes`: sizes from the catalog;
 - :func:`with_settings`: run something with planner settings changed for a moment (``enable_seqscan = off``,
   to see what the index the planner refused would have cost);

@@ -224,3 +224,15 @@ def test_small_helpers(les, capsys):
     assert l3.scan_direction(plan) == "Backward"
     assert l3.scan_line(plan) == "Index Scan using plays_pkey on plays"
     assert [name for name, _, _ in l3.index_sizes(les, "plays")] == ["plays_pkey"]
+
+
+def test_scale_summary_hides_what_differs_between_servers(les):
+    from helpers.widgets import ScaleExplorer
+
+    result = ScaleExplorer(les, sizes=(1_000, 20_000), warmup=1, repeat=2, schema="t03_scale").run()
+    text = l3.scale_summary(result)
+    lines = text.splitlines()
+    assert len(lines) == 2 and lines[0].strip().startswith("1,000 rows")
+    assert all("Seq Scan on t_" in line and "(whole table)" in line for line in lines)
+    assert all(line.endswith(" pages") for line in lines)
+    assert str(result.before[0].pages) not in text.split(";")[0].split("rows")[1]  # heap pages are not printed
