@@ -7,7 +7,10 @@
   their own so that :mod:`helpers.models` stays exactly ``schema.sql``:
   :class:`CustomerProfile` (a one-to-one relationship: a UNIQUE foreign key) and
   :class:`Subscription` (every Prisma attribute of the translation table, as SQLAlchemy).
-* :func:`fk_actions` lists foreign keys with their ``ON DELETE`` / ``ON UPDATE`` actions.
+* :class:`PassivePlaylist` maps the store's playlist with ``passive_deletes=True`` (in a registry of its own), to
+  show SQLAlchemy leaving link rows to ``ON DELETE CASCADE``.
+* :func:`fk_actions` lists foreign keys with their ``ON DELETE`` / ``ON UPDATE`` actions; :func:`refused_by` names
+  the constraint that refused a statement; :func:`measure_delete` times deleting a parent row.
 * Exercises ``01.one_to_one``, ``01.on_delete`` and ``01.updated_at`` (solutions in
   :mod:`helpers.solutions01`).
 """

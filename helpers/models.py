@@ -33,7 +33,6 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
-    Index,
     Integer,
     MetaData,
     Numeric,

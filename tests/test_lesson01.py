@@ -8,7 +8,6 @@ from helpers import db as hdb
 from helpers import lesson01, models, solutions, solutions01  # noqa: F401  (solutions01 registers solutions)
 from helpers.exercises import NO_ANSWER, get
 from helpers.lesson01 import (
-    CustomerProfile,
     LessonBase,
     Subscription,
     ddl,
