@@ -8,6 +8,9 @@ ROOT = Path(__file__).resolve().parent
 
 
 def pytest_configure(config):
+    # Lesson databases of a test run get their own names (pdw_<role>_test_...), inherited by nbval's kernels,
+    # so `make test` never drops the lesson database of a notebook the learner has open.
+    os.environ.setdefault("PDW_NAMESPACE", "test")
     # nbval resolves the sanitizer path from the working directory; make it independent of where pytest runs.
     sanitize = getattr(config.option, "nbval_sanitize_with", None)
     if sanitize and not os.path.isabs(sanitize):
@@ -25,3 +28,18 @@ def pytest_sessionstart(session):
     db.target()  # starts (and holds) the embedded server when DATABASE_URL is unset
     if getattr(session.config.option, "nbval", False):
         db.ensure_template(None, progress=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop the lesson databases this test run created (its namespace only; never a learner's)."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller cleans up once all are done
+        return
+    from helpers import db, settings
+
+    if not settings.namespace():
+        return
+    with db.connect() as admin:
+        prefix = db.db_name(admin.info.user, "")
+        for name, mark in db.own_databases():
+            if name.startswith(prefix) and mark.get("kind") in ("lesson", "scratch"):
+                db.drop_own(admin, name)

@@ -178,10 +178,15 @@ def role_slug(role: str) -> str:
     return slug[:20]
 
 
-def db_name(role: str, suffix: str) -> str:
-    """``pdw_<role>_<suffix>``, at most 63 bytes (PostgreSQL's identifier limit)."""
+def db_name(role: str, suffix: str, *, namespaced: bool = True) -> str:
+    """``pdw_<role>_<suffix>``, at most 63 bytes (PostgreSQL's identifier limit).
+
+    Under ``PDW_NAMESPACE`` (the test suite sets ``test``) it is ``pdw_<role>_<namespace>_<suffix>``, so a test run
+    never drops the lesson database a learner has open in JupyterLab. Templates are shared (``namespaced=False``).
+    """
     suffix = re.sub(r"[^a-z0-9_]+", "_", suffix.lower()).strip("_")
-    return f"pdw_{role_slug(role)}_{suffix}"[:63]
+    ns = re.sub(r"[^a-z0-9_]+", "_", settings.namespace().lower()).strip("_") if namespaced else ""
+    return f"pdw_{role_slug(role)}_{ns + '_' if ns else ''}{suffix}"[:63]
 
 
 def marker_of(conn: psycopg.Connection, dbname: str) -> dict | None:
@@ -276,7 +281,7 @@ def data_version() -> str:
 
 
 def template_name(conn: psycopg.Connection, scale: str) -> str:
-    return db_name(conn.info.user, f"tpl_{scale}")
+    return db_name(conn.info.user, f"tpl_{scale}", namespaced=False)
 
 
 def ensure_template(scale: str | None = None, *, force: bool = False, progress: bool = True,
@@ -468,7 +473,7 @@ def scratch_database(prefix: str = "t") -> Iterator[psycopg.Connection]:
 def own_databases() -> list[tuple[str, dict]]:
     """The databases this role's workbook created on the current server, with their markers."""
     with connect() as admin:
-        prefix = db_name(admin.info.user, "")
+        prefix = db_name(admin.info.user, "", namespaced=False)
         rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
                              (prefix.replace("_", r"\_") + "%",)).fetchall()
         out = []

@@ -26,6 +26,11 @@ def statement_timeout() -> str:
     return os.environ.get("PDW_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT)
 
 
+def namespace() -> str:
+    """PDW_NAMESPACE: keeps one kind of run's lesson databases apart from another's (tests use ``test``)."""
+    return os.environ.get("PDW_NAMESPACE", "")
+
+
 def read_settings() -> dict:
     try:
         return json.loads(SETTINGS_FILE.read_text())
