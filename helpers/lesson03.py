@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.rows import dict_row
 
 from helpers.exercises import CheckResult, Exercise, register
 from helpers.fmt import fmt_rate, fmt_ratio, fmt_time
@@ -372,7 +373,7 @@ def redundant_indexes(conn_or_lesson: Any, table: str | None = None) -> list[Red
     Expression indexes are compared only with identical definitions.
     """
     conn = as_connection(conn_or_lesson)
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_INDEXES_SQL, {"table": table}).fetchall()
     out: list[RedundantIndex] = []
     for a in rows:
@@ -546,12 +547,13 @@ def _setup_redundant(conn: psycopg.Connection) -> None:
 
 
 _NOT_REDUNDANT = {
-    "ex03_customer_pkey": "it is the primary key: it enforces that customer_id is unique and is how rows are found by id",
+    "ex03_customer_pkey": "it is the primary key: it enforces that customer_id is unique and finds rows by id",
     "ex03_customer_email_key": "it enforces the UNIQUE constraint on email; dropping it would drop the rule",
     "ex03_customer_name_idx": "no other index starts with last_name",
     "ex03_customer_first_name_idx": "first_name is the second column of (last_name, first_name), not the first, "
                                     "so that index cannot find a first name on its own (before PostgreSQL 18)",
-    "ex03_customer_lower_email_idx": "it indexes lower(email), an expression; only it serves a WHERE clause on lower(email)",
+    "ex03_customer_lower_email_idx": "it indexes lower(email), an expression; only it serves a WHERE clause "
+                                     "on lower(email)",
     "ex03_customer_company_idx": "it is a partial index (WHERE company IS NOT NULL) on country; nothing else "
                                  "indexes country",
 }
@@ -607,10 +609,11 @@ def _check_order(conn: psycopg.Connection, answer: Any) -> CheckResult:
     if cols[:2] == ["played_at", "device"]:
         return CheckResult(False, (
             f"{used[0]} ({', '.join(cols)}) is used, but with the range column first PostgreSQL walks every entry of "
-            f"those three weeks, for every device ({plan.root.pages:,} pages). Hint: put the column compared with = first."))
+            f"those three weeks, for every device ({plan.root.pages:,} pages). Hint: put the column compared with = "
+            "first."))
     return CheckResult(False, (
-        f"The plan uses {used[0]} ({', '.join(cols)}), which does not hold both columns of the WHERE clause in a useful "
-        "order. Hint: one index on two columns; which one goes first?"))
+        f"The plan uses {used[0]} ({', '.join(cols)}), which does not hold both columns of the WHERE clause in a "
+        "useful order. Hint: one index on two columns; which one goes first?"))
 
 
 register(Exercise(

@@ -14,7 +14,8 @@ from helpers.solutions import solution
 @solution("03.index_only_scan")
 def index_only_scan(conn: psycopg.Connection) -> None:
     """A covering index (the filter column as key, the returned ones in INCLUDE), then VACUUM."""
-    conn.execute("CREATE INDEX ex03_plays_customer_cover_idx ON ex03_plays (customer_id) INCLUDE (played_at, ms_played)")
+    conn.execute("CREATE INDEX ex03_plays_customer_cover_idx ON ex03_plays (customer_id) "
+                 "INCLUDE (played_at, ms_played)")
     conn.execute("VACUUM ex03_plays")
 
 

@@ -194,7 +194,8 @@ def test_stable_summary_and_helpers(les):
 
 
 def test_heap_fetches_and_with_settings(conn):
-    conn.execute("CREATE TABLE t03.v WITH (autovacuum_enabled = off) AS SELECT g AS id, g % 50 AS k FROM generate_series(1, 5000) g")
+    conn.execute("CREATE TABLE t03.v WITH (autovacuum_enabled = off) AS "
+                 "SELECT g AS id, g % 50 AS k FROM generate_series(1, 5000) g")
     conn.execute("CREATE INDEX v_k ON t03.v (k)")
     conn.execute("ANALYZE t03.v")
     before = conn.execute("SHOW enable_bitmapscan").fetchone()[0]
