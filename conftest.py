@@ -7,10 +7,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 
+def _letters(n: int) -> str:
+    out = ""
+    while True:
+        n, r = divmod(n, 26)
+        out += "abcdefghijklmnopqrstuvwxyz"[r]
+        if n == 0:
+            return out
+
+
 def pytest_configure(config):
-    # Lesson databases of a test run get their own names (pdw_<role>_test_...), inherited by nbval's kernels,
-    # so `make test` never drops the lesson database of a notebook the learner has open.
-    os.environ.setdefault("PDW_NAMESPACE", "test")
+    # Lesson databases of a test run get their own names (pdw_<role>_test<run>_...), inherited by nbval's kernels
+    # and xdist workers, so `make test` never drops the lesson database of a notebook a learner has open, and two
+    # test runs against one server do not drop each other's. Letters only: the sanitizer keys on the lesson number.
+    os.environ.setdefault("PDW_NAMESPACE", "test" + _letters(os.getpid()))
     # nbval resolves the sanitizer path from the working directory; make it independent of where pytest runs.
     sanitize = getattr(config.option, "nbval_sanitize_with", None)
     if sanitize and not os.path.isabs(sanitize):

@@ -115,8 +115,8 @@ def test_refuses_to_drop_a_database_it_did_not_create():
 def test_names_derive_from_role_and_fit_the_identifier_limit(monkeypatch):
     monkeypatch.setenv("PDW_NAMESPACE", "")
     assert db.db_name("Alice.Smith", "03_indexing") == "pdw_alice_smith_03_indexing"
-    monkeypatch.setenv("PDW_NAMESPACE", "test")
-    assert db.db_name("alice", "03_indexing") == "pdw_alice_test_03_indexing"
+    monkeypatch.setenv("PDW_NAMESPACE", "testbqx")
+    assert db.db_name("alice", "03_indexing") == "pdw_alice_testbqx_03_indexing"
     assert db.db_name("alice", "tpl_default", namespaced=False) == "pdw_alice_tpl_default"
     assert db.db_name("bob", "03_indexing") != db.db_name("carol", "03_indexing")
     assert len(db.db_name("x" * 80, "y" * 80)) <= 63
