@@ -266,3 +266,20 @@ def test_a_failed_load_leaves_no_template_behind():
         db.ensure_template("tiny", loader=broken_loader, name=name)
     with db.connect() as admin:
         assert not db.exists(admin, name)
+
+
+@pytest.mark.parametrize("server_says, expected", [
+    ('FATAL:  password authentication failed for user "alice"', "rejected the login for role 'alice'"),
+    ("fe_sendauth: no password supplied", "rejected the login for role 'alice'"),
+    ('FATAL:  database "shop" does not exist', "has no database 'shop'"),
+    ("connection to server at \"db.example.org\" (10.0.0.9), port 5432 failed: Connection refused",
+     "Cannot reach PostgreSQL at db.example.org:5432"),
+    ('could not translate host name "db.exampel.org" to address: Name or service not known',
+     "Cannot reach PostgreSQL at db.example.org:5432"),
+])
+def test_connection_failures_are_explained_in_one_sentence(server_says, expected):
+    """Password failures cannot happen on the trust-auth servers here, so the mapping is checked directly."""
+    tgt = db.Target({"host": "db.example.org", "port": 5432, "user": "alice", "dbname": "shop"}, "DATABASE_URL")
+    msg = str(db._explain_connect_error(psycopg.OperationalError(server_says), tgt))
+    assert expected in msg
+    _one_sentence(msg)

@@ -123,3 +123,12 @@ def test_cli_start_status_url_stop(home):
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert cli("stop").returncode == 0
     assert _postmasters(home / "var" / "pgdata") == []
+
+
+def test_a_locale_that_is_not_installed_does_not_stop_the_server(home):
+    """initdb fails with 'invalid locale settings' under a missing locale; the server's processes get C.UTF-8."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(PDW_HOME=str(home), LANG="xx_YY.UTF-8", LC_ALL="xx_YY.UTF-8")
+    code = "from helpers import db\nwith db.connect() as c: print(c.execute('SELECT 1').fetchone()[0])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "1", out.stderr[-1500:]
