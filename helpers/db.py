@@ -456,6 +456,18 @@ def lesson(name: str, scale: str | None = None, *, quiet: bool = False) -> Lesso
 
 
 @contextlib.contextmanager
+def temporary_lesson(name: str, scale: str = "tiny") -> Iterator[Lesson]:
+    """A quiet lesson database that is dropped afterwards (tests of the lessons' helpers and exercises)."""
+    les = lesson(name, scale, quiet=True)
+    try:
+        yield les
+    finally:
+        les.close()
+        with connect() as admin:
+            drop_own(admin, les.dbname)
+
+
+@contextlib.contextmanager
 def scratch_database(prefix: str = "t") -> Iterator[psycopg.Connection]:
     """A fresh empty database of the workbook's own, dropped afterwards (tests and benchmarks)."""
     tgt = target()

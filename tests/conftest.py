@@ -21,6 +21,19 @@ def empty_db():
         yield conn
 
 
+@pytest.fixture(scope="module")
+def module_db():
+    """One empty scratch database per test module (each DROP DATABASE costs a checkpoint, so not one per test).
+
+    Parallel query is off in it, so plans of the small tables tests build are the same on every machine.
+    """
+    from helpers import db
+
+    with db.scratch_database("tk") as conn:
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+        yield conn
+
+
 @pytest.fixture(scope="session")
 def tiny_template() -> str:
     """Name of the loaded 'tiny' template database (built once per server and data version)."""

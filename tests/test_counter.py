@@ -50,15 +50,6 @@ def test_labels():
     assert shape_label("VACUUM") == "VACUUM"
 
 
-@pytest.fixture(scope="module")
-def module_db():
-    """One scratch database for the module (like empty_db, created once: each DROP DATABASE costs a checkpoint)."""
-    from helpers import db
-
-    with db.scratch_database("tk") as conn:
-        yield conn
-
-
 @pytest.fixture
 def engine(module_db):
     from helpers import db

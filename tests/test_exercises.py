@@ -15,15 +15,6 @@ EXERCISES = [ex for ex in all_exercises() if ex.id.startswith("toolkit.")]
 IDS = [ex.id for ex in EXERCISES]
 
 
-@pytest.fixture(scope="module")
-def module_db():
-    """One scratch database for the module; each exercise's setup recreates its own tables."""
-    from helpers import db
-
-    with db.scratch_database("ex") as conn:
-        yield conn
-
-
 def test_registry():
     assert len(IDS) == len(set(IDS)) >= 3
     assert all(solutions.has_solution(i) for i in IDS), "every exercise needs a reference solution"

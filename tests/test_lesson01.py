@@ -40,11 +40,8 @@ ORDER BY 1, 2, 3
 @pytest.fixture(scope="module")
 def les(tiny_template):
     """A fresh lesson database on the tiny data set, dropped afterwards."""
-    lesson = hdb.lesson("t01_lesson", scale="tiny", quiet=True)
-    yield lesson
-    lesson.close()
-    with hdb.connect() as admin:
-        hdb.drop_own(admin, lesson.dbname)
+    with hdb.temporary_lesson("t01_lesson") as lesson:
+        yield lesson
 
 
 # ---------------------------------------------------------------- models

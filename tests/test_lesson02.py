@@ -14,11 +14,8 @@ EXERCISES = ["02.determinant", "02.decompose", "02.concurrent_refresh"]
 @pytest.fixture(scope="module")
 def les(tiny_template):
     """A fresh lesson database on the tiny data set, dropped afterwards."""
-    lesson = hdb.lesson("t02_lesson", scale="tiny", quiet=True)
-    yield lesson
-    lesson.close()
-    with hdb.connect() as admin:
-        hdb.drop_own(admin, lesson.dbname)
+    with hdb.temporary_lesson("t02_lesson") as lesson:
+        yield lesson
 
 
 @pytest.fixture

@@ -13,18 +13,12 @@ EXERCISE_IDS = ["03.index_only_scan", "03.redundant_index", "03.column_order"]
 
 
 @pytest.fixture(scope="module")
-def les():
+def les(tiny_template):
     """A lesson database copied from the tiny template, dropped afterwards."""
     from helpers import db
 
-    lesson = db.lesson("t03_ex", scale="tiny", quiet=True)
-    try:
+    with db.temporary_lesson("t03_ex") as lesson:
         yield lesson
-    finally:
-        name = lesson.dbname
-        lesson.close()
-        with db.connect() as admin:
-            db.drop_own(admin, name)
 
 
 @pytest.fixture

@@ -14,15 +14,12 @@ from helpers.solutions import solve
 
 
 @pytest.fixture(scope="module")
-def les():
+def les(tiny_template):
     """A lesson database on the tiny scale (Chinook is complete at every scale), dropped afterwards."""
     from helpers import db
 
-    les = db.lesson("t04_ex", scale="tiny", quiet=True)
-    yield les
-    les.close()
-    with db.connect() as admin:
-        db.drop_own(admin, les.dbname)
+    with db.temporary_lesson("t04_ex") as lesson:
+        yield lesson
 
 
 def _albums_of_first(les, n: int) -> int:

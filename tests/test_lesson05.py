@@ -11,15 +11,12 @@ from helpers.solutions import solve
 
 
 @pytest.fixture(scope="module")
-def les():
+def les(tiny_template):
     """A lesson database on the tiny scale (100k plays), dropped afterwards."""
     from helpers import db
 
-    les = db.lesson("t05_ex", scale="tiny", quiet=True)
-    yield les
-    les.close()
-    with db.connect() as admin:
-        db.drop_own(admin, les.dbname)
+    with db.temporary_lesson("t05_ex") as lesson:
+        yield lesson
 
 
 def test_track_docs_live_in_toast(les):

@@ -69,13 +69,8 @@ def test_parse_vacuum_verbose(text):
 def les(tiny_template):
     from helpers import db
 
-    les = db.lesson("t06_ex", "tiny", quiet=True)
-    try:
-        yield les
-    finally:
-        les.close()
-        with db.connect() as admin:
-            db.drop_own(admin, les.dbname)
+    with db.temporary_lesson("t06_ex") as lesson:
+        yield lesson
 
 
 @pytest.fixture(scope="module")

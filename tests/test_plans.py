@@ -7,16 +7,6 @@ from helpers.plans import (Plan, diff_plans, draw_plan, draw_plan_diff, explain,
                            plan_summary, uses_index)
 
 
-@pytest.fixture(scope="module")
-def module_db():
-    """One scratch database for the module (like empty_db, created once: each DROP DATABASE costs a checkpoint)."""
-    from helpers import db
-
-    with db.scratch_database("tk") as conn:
-        conn.execute("SET max_parallel_workers_per_gather = 0")
-        yield conn
-
-
 @pytest.fixture
 def db(module_db):
     empty_db = module_db

@@ -28,16 +28,6 @@ def fake(times_ms: list[float], pages: int = 100, rows: int = 1) -> Measurement:
     return Measurement("SELECT 1", None, tuple(t / 1000 for t in times_ms), 2, rows, server)
 
 
-@pytest.fixture(scope="module")
-def module_db():
-    """One scratch database for the module (like empty_db, created once: each DROP DATABASE costs a checkpoint)."""
-    from helpers import db
-
-    with db.scratch_database("tk") as conn:
-        conn.execute("SET max_parallel_workers_per_gather = 0")
-        yield conn
-
-
 @pytest.fixture
 def table(module_db):
     module_db.execute("DROP TABLE IF EXISTS m")

@@ -12,16 +12,6 @@ from test_timing import sanitize  # tests/ is on sys.path (pytest rootdir-relati
 QUERY = "SELECT * FROM w WHERE k = %s"
 
 
-@pytest.fixture(scope="module")
-def module_db():
-    """One scratch database for this module (like empty_db, but created once: each DROP DATABASE costs a checkpoint)."""
-    from helpers import db
-
-    with db.scratch_database("tk") as conn:
-        conn.execute("SET max_parallel_workers_per_gather = 0")
-        yield conn
-
-
 @pytest.fixture
 def db(module_db):
     module_db.execute("DROP TABLE IF EXISTS w")
