@@ -140,8 +140,7 @@ def test_lesson_is_fresh_each_time(tiny_template):
 
 
 def test_lesson_sql_errors_are_one_sentence_and_connection_survives(tiny_template, capsys):
-    les = db.lesson("97_errors", "tiny", quiet=True)
-    try:
+    with db.temporary_lesson("97_errors") as les:
         with pytest.raises(WorkbookError, match='relation "no_such_table" does not exist'):
             les.sql("SELECT * FROM no_such_table")
         with pytest.raises(WorkbookError, match="syntax error"):
@@ -151,15 +150,10 @@ def test_lesson_sql_errors_are_one_sentence_and_connection_survives(tiny_templat
         les.try_sql("CREATE TABLE fine (x int)")
         assert capsys.readouterr().out == "OK\n"
         assert les.sql("SELECT 1 AS one")["one"].tolist() == [1]
-    finally:
-        les.close()
-        with db.connect() as admin:
-            db.drop_own(admin, les.dbname)
 
 
 def test_statement_timeout_stops_a_runaway_query(tiny_template):
-    les = db.lesson("96_timeout", "tiny", quiet=True)
-    try:
+    with db.temporary_lesson("96_timeout") as les:
         les.set_timeout("300ms")
         started = time.perf_counter()
         with pytest.raises(WorkbookError, match="statement_timeout") as err:
@@ -169,10 +163,6 @@ def test_statement_timeout_stops_a_runaway_query(tiny_template):
         assert "300ms" in str(err.value)
         _one_sentence(str(err.value))
         assert les.scalar("SELECT 2") == 2  # still usable
-    finally:
-        les.close()
-        with db.connect() as admin:
-            db.drop_own(admin, les.dbname)
 
 
 def test_interrupt_cancels_the_query_on_the_server(empty_db):
@@ -219,15 +209,10 @@ def test_scratch_database_is_dropped(empty_db):
 def test_sqlalchemy_engine_reaches_the_lesson_database(tiny_template):
     from sqlalchemy import text
 
-    les = db.lesson("95_engine", "tiny", quiet=True)
-    try:
+    with db.temporary_lesson("95_engine") as les:
         with les.engine.connect() as conn:
             assert conn.execute(text("SELECT current_database()")).scalar() == les.dbname
             assert conn.execute(text("SHOW jit")).scalar() == "off"
-    finally:
-        les.close()
-        with db.connect() as admin:
-            db.drop_own(admin, les.dbname)
 
 
 # ---------------------------------------------------------------- templates: half-built or stale ones are rebuilt
