@@ -217,27 +217,38 @@ def test_sqlalchemy_engine_reaches_the_lesson_database(tiny_template):
 
 # ---------------------------------------------------------------- templates: half-built or stale ones are rebuilt
 
-def test_a_half_built_template_is_rebuilt(tiny_template):
+@pytest.fixture
+def own_template():
+    """A tiny template of this test's own (the shared ones stay untouched by concurrent runs), dropped afterwards."""
+    with db.connect() as admin:
+        name = db.db_name(admin.info.user, "tpl_test_own")
+    db.ensure_template("tiny", progress=False, name=name)
+    yield name
+    with db.connect() as admin:
+        db.drop_own(admin, name)
+
+
+def test_a_half_built_template_is_rebuilt(own_template):
     """A load killed midway leaves the template marked 'building'; the next call notices and rebuilds it."""
     with db.connect() as admin:
-        mark = db.marker_of(admin, tiny_template)
-        db.set_marker(admin, tiny_template, **{**mark, "state": "building"})
-        with db.connect(tiny_template) as c:
+        mark = db.marker_of(admin, own_template)
+        db.set_marker(admin, own_template, **{**mark, "state": "building"})
+        with db.connect(own_template) as c:
             c.execute("DROP TABLE plays")  # what a half-done load looks like
-    assert db.ensure_template("tiny", progress=False) == tiny_template
+    assert db.ensure_template("tiny", progress=False, name=own_template) == own_template
     with db.connect() as admin:
-        assert db.marker_of(admin, tiny_template)["state"] == "ready"
-    with db.connect(tiny_template) as c:
+        assert db.marker_of(admin, own_template)["state"] == "ready"
+    with db.connect(own_template) as c:
         assert c.execute("SELECT count(*) > 0 FROM plays").fetchone()[0]
 
 
-def test_a_template_from_older_data_is_rebuilt(tiny_template):
+def test_a_template_from_older_data_is_rebuilt(own_template):
     with db.connect() as admin:
-        mark = db.marker_of(admin, tiny_template)
-        db.set_marker(admin, tiny_template, **{**mark, "version": "older-data"})
-    db.ensure_template("tiny", progress=False)
+        mark = db.marker_of(admin, own_template)
+        db.set_marker(admin, own_template, **{**mark, "version": "older-data"})
+    db.ensure_template("tiny", progress=False, name=own_template)
     with db.connect() as admin:
-        assert db.marker_of(admin, tiny_template)["version"] == db.data_version()
+        assert db.marker_of(admin, own_template)["version"] == db.data_version()
 
 
 def test_a_failed_load_leaves_no_template_behind():
