@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 LAB_ARGS ?=
 
-.PHONY: lab test test-fast test-repeat install server-start server-stop server-status reset bench clean-venv
+.PHONY: lab test test-fast test-repeat install server-start server-stop server-status reset clean-venv
 
 lab: $(STAMP)            ## open JupyterLab with the embedded PostgreSQL running (or DATABASE_URL's server)
 	$(PY) -m helpers lab $(LAB_ARGS)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -20,7 +21,11 @@ def pytest_configure(config):
     # Lesson databases of a test run get their own names (pdw_<role>_test<run>_...), inherited by nbval's kernels
     # and xdist workers, so `make test` never drops the lesson database of a notebook a learner has open, and two
     # test runs against one server do not drop each other's. Letters only: the sanitizer keys on the lesson number.
-    os.environ.setdefault("PDW_NAMESPACE", "test" + _letters(os.getpid()))
+    os.environ.setdefault("PDW_NAMESPACE", "test" + _letters(os.getpid() * 1000 + secrets.randbelow(1000)))
+    # Stored outputs are made at the default scale with the default timeout: a learner's own choices
+    # (`data load --scale tiny`, PDW_STATEMENT_TIMEOUT) must not change what the test run compares.
+    os.environ["PDW_SCALE"] = "default"
+    os.environ.pop("PDW_STATEMENT_TIMEOUT", None)
     # nbval resolves the sanitizer path from the working directory; make it independent of where pytest runs.
     sanitize = getattr(config.option, "nbval_sanitize_with", None)
     if sanitize and not os.path.isabs(sanitize):

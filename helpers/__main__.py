@@ -69,7 +69,12 @@ def _reset(args: argparse.Namespace) -> int:
     with db.connect() as admin:
         dropped = 0
         for name, mark in db.own_databases():
-            if args.all or (mark.get("kind") == "lesson" and (not args.lessons or mark.get("lesson") in args.lessons)):
+            if args.all:
+                wanted = True
+            else:  # this namespace's lessons only: a test run going on at the same time keeps its own
+                wanted = (mark.get("kind") == "lesson" and mark.get("namespace", "") == settings.namespace()
+                          and (not args.lessons or mark.get("lesson") in args.lessons))
+            if wanted:
                 db.drop_own(admin, name)
                 print(f"dropped {name}")
                 dropped += 1
@@ -126,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("reset", help="drop lesson databases (only ones the workbook created)")
     r.add_argument("lessons", nargs="*", help="lesson names, e.g. 03_indexing (default: all lessons)")
-    r.add_argument("--all", action="store_true", help="also drop the loaded data templates")
+    r.add_argument("--all", action="store_true",
+                   help="drop every database the workbook created for this role: templates, test runs' lessons too")
     r.set_defaults(func=_reset)
 
     b = sub.add_parser("bench", help="benchmarks that print measured ratios")

@@ -60,10 +60,10 @@ class Target:
         pw = kw.get("password")
         auth = f"{user}:{quote(pw, safe='')}@" if pw else (f"{user}@" if user else "")
         host = kw.get("host") or ""
-        query = {k: v for k, v in kw.items() if k not in ("user", "password", "host", "port", "dbname")}
+        query = {k: v for k, v in kw.items() if k not in ("user", "password", "host", "port", "dbname", "options")}
         netloc = ""
         if host and not host.startswith("/"):
-            netloc = host + (f":{kw['port']}" if kw.get("port") else "")
+            netloc = (f"[{host}]" if ":" in host else host) + (f":{kw['port']}" if kw.get("port") else "")
         elif host:
             query["host"] = host
         qs = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in query.items())
@@ -133,7 +133,7 @@ def _explain_connect_error(exc: Exception, tgt: Target) -> WorkbookError:
             or "could not translate host name" in low or "name or service not known" in low:
         hint = ("Is that server running and reachable? Check host and port in DATABASE_URL, or unset DATABASE_URL to "
                 "use the embedded server.") if tgt.kind == "DATABASE_URL" else \
-            "Restart it with `python -m helpers server start`."
+            "Restart it with `.venv/bin/python -m helpers server start`."
         text = f"Cannot reach PostgreSQL at {host}:{port}. {hint}"
     else:
         text = f"Could not connect to PostgreSQL at {host}:{port}: {msg.splitlines()[-1]}"
@@ -146,8 +146,11 @@ def connect(dbname: str | None = None, *, timeout: str | None = None, tgt: Targe
     tgt = tgt or target()
     kwargs = {**tgt.kwargs, "dbname": dbname or tgt.kwargs.get("dbname")}
     kwargs.setdefault("connect_timeout", 5)
+    # Options from DATABASE_URL (some managed servers need them) come first; the workbook's defaults follow.
+    kwargs["options"] = " ".join(filter(None, [kwargs.get("options"), session_options(timeout)]))
+    kwargs.setdefault("application_name", app)
     try:
-        conn = psycopg.connect(**kwargs, autocommit=True, options=session_options(timeout), application_name=app)
+        conn = psycopg.connect(**kwargs, autocommit=True)
     except psycopg.OperationalError as exc:
         raise _explain_connect_error(exc, tgt.with_db(kwargs["dbname"])) from None
     return conn
@@ -174,14 +177,20 @@ def server_version(conn: psycopg.Connection) -> str:
 # ---------------------------------------------------------------- the workbook's own databases
 
 def role_slug(role: str) -> str:
+    """The role as it appears in database names; a short hash keeps names apart when the slug lost anything
+    (``Alice`` vs ``alice``, ``a.b`` vs ``a_b``, long names that share their first 20 characters)."""
     slug = re.sub(r"[^a-z0-9]+", "_", role.lower()).strip("_") or "user"
-    return slug[:20]
+    if slug == role and len(slug) <= 20:
+        return slug
+    import hashlib
+
+    return f"{slug[:14]}_{hashlib.sha1(role.encode()).hexdigest()[:5]}"
 
 
 def db_name(role: str, suffix: str, *, namespaced: bool = True) -> str:
     """``pdw_<role>_<suffix>``, at most 63 bytes (PostgreSQL's identifier limit).
 
-    Under ``PDW_NAMESPACE`` (the test suite sets ``test``) it is ``pdw_<role>_<namespace>_<suffix>``, so a test run
+    Under ``PDW_NAMESPACE`` (each test run sets ``test<letters>``) it is ``pdw_<role>_<namespace>_<suffix>``, so a test run
     never drops the lesson database a learner has open in JupyterLab. Templates are shared (``namespaced=False``).
     """
     suffix = re.sub(r"[^a-z0-9_]+", "_", suffix.lower()).strip("_")
@@ -209,21 +218,37 @@ def exists(conn: psycopg.Connection, dbname: str) -> bool:
 
 
 def set_marker(conn: psycopg.Connection, dbname: str, **info: Any) -> None:
+    """Mark a database as the workbook's: a JSON comment (kind, lesson, scale, ...)."""
     conn.execute(pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(
         pgsql.Identifier(dbname), pgsql.Literal(MARKER + json.dumps(info, sort_keys=True))))
 
 
+def owner_of(conn: psycopg.Connection, dbname: str) -> str | None:
+    row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+    return row[0] if row else None
+
+
 def drop_own(conn: psycopg.Connection, dbname: str) -> bool:
-    """Drop a database only if the workbook created it (marker present); refuse otherwise. False if absent."""
+    """Drop a database only if the workbook created it (marker present) and the connected role owns it.
+
+    Refuses anything else with one sentence; returns False if the database does not exist.
+    """
     try:
         mark = marker_of(conn, dbname)
     except LookupError:
         return False
+    owner = owner_of(conn, dbname)
+    if owner != conn.info.user:
+        raise WorkbookError(
+            f"Database {dbname!r} belongs to role {owner!r}, not to {conn.info.user!r}, so it is left untouched.")
     if mark is None or not dbname.startswith("pdw_"):
         raise WorkbookError(
-            f"Database {dbname!r} exists but was not created by the workbook, so it is left untouched; rename or drop "
-            "it yourself, or connect as another role.")
-    conn.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(dbname)))
+            f"Database {dbname!r} exists but was not created by the workbook (or its creation was interrupted), so "
+            f"it is left untouched; if it is yours to discard, drop it yourself (DROP DATABASE \"{dbname}\").")
+    try:
+        conn.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(dbname)))
+    except psycopg.Error as exc:
+        raise WorkbookError(f"Could not drop {dbname!r}: {explain_sql_error(exc)}.") from None
     return True
 
 
@@ -257,8 +282,12 @@ def create_own(conn: psycopg.Connection, dbname: str, *, template: str | None = 
 
 @contextlib.contextmanager
 def advisory_lock(conn: psycopg.Connection, name: str) -> Iterator[None]:
-    """A server-wide lock so two processes never build the same template at once."""
-    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+    """A server-wide lock so two processes never build the same template at once (waits as long as it takes)."""
+    if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0]:
+        print(f"Waiting for another process that is loading {name} ...", file=sys.stderr, flush=True)
+        conn.execute("SET lock_timeout = 0")
+        conn.execute("SET statement_timeout = 0")
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
     try:
         yield
     finally:
@@ -354,8 +383,9 @@ class Lesson:
         if self._engine is None:
             from sqlalchemy import create_engine
 
+            options = " ".join(filter(None, [self.target.kwargs.get("options"), session_options(self.timeout)]))
             self._engine = create_engine(
-                self.url, connect_args={"options": session_options(), "application_name": f"pdw:{self.name}"})
+                self.url, connect_args={"options": options, "application_name": f"pdw:{self.name}"})
         return self._engine
 
     def sql(self, query: str, params: dict | None = None):
@@ -443,7 +473,12 @@ def lesson(name: str, scale: str | None = None, *, quiet: bool = False) -> Lesso
     with connect(tgt=tgt) as admin:
         dbname = db_name(admin.info.user, name)
         drop_own(admin, dbname)
-        create_own(admin, dbname, template=template, kind="lesson", lesson=name, scale=scale)
+        try:
+            create_own(admin, dbname, template=template, kind="lesson", lesson=name, scale=scale,
+                       namespace=settings.namespace())
+        except psycopg.Error as exc:
+            raise WorkbookError(f"Could not create the lesson database {dbname!r}: {explain_sql_error(exc)}.") \
+                from None
         rows = template_rows(admin, template)
         version = server_version(admin)
     conn = connect(dbname, tgt=tgt, app=f"pdw:{name}")
@@ -474,7 +509,7 @@ def scratch_database(prefix: str = "t") -> Iterator[psycopg.Connection]:
     with connect(tgt=tgt) as admin:
         check_server(admin)
         name = db_name(admin.info.user, f"{prefix}_{secrets.token_hex(4)}")
-        create_own(admin, name, kind="scratch")
+        create_own(admin, name, kind="scratch", namespace=settings.namespace())
         try:
             with connect(name, tgt=tgt) as conn:
                 yield conn
@@ -486,7 +521,8 @@ def own_databases() -> list[tuple[str, dict]]:
     """The databases this role's workbook created on the current server, with their markers."""
     with connect() as admin:
         prefix = db_name(admin.info.user, "", namespaced=False)
-        rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
+        rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s"
+                             " AND datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) ORDER BY datname",
                              (prefix.replace("_", r"\_") + "%",)).fetchall()
         out = []
         for (name,) in rows:

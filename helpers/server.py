@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
 import os
-import pwd
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -82,6 +82,8 @@ class Status:
 
 @contextlib.contextmanager
 def _lock():
+    import fcntl  # POSIX only: the embedded server runs on Linux (elsewhere, use DATABASE_URL)
+
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     with open(settings.VAR_DIR / "server.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -130,11 +132,16 @@ def _run_as() -> dict:
     """subprocess arguments that run a server binary as a non-root user when we are root."""
     if os.geteuid() != 0:
         return {}
+    import pwd
+
     try:
         entry = pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-                       check=True, capture_output=True)
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                               SYSTEM_USER], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise WorkbookError(f"PostgreSQL cannot run as root and the user {SYSTEM_USER!r} could not be created "
+                                f"({made.stderr.strip() or 'useradd failed'}); run the workbook as a normal user.")
         entry = pwd.getpwnam(SYSTEM_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
@@ -146,10 +153,10 @@ def _prepare_permissions(run_as: dict) -> None:
     uid, gid = run_as["user"], run_as["group"]
     for path in (_pgdata(), bin_dir()):
         p = path.parent
-        while p != p.parent:  # every parent must be traversable by the server user
+        while p != p.parent:  # every parent must be traversable (x, not readable) by the server user
             mode = p.stat().st_mode
-            if mode & 0o005 != 0o005:
-                p.chmod(mode | 0o055)
+            if not mode & 0o001:
+                p.chmod(mode | 0o001)
             p = p.parent
     pgdata = _pgdata()
     pgdata.chmod(0o700)
@@ -161,8 +168,8 @@ def _prepare_permissions(run_as: dict) -> None:
                     os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
     sock = socket_dir()
     if sock != pgdata:
-        sock.mkdir(mode=0o777, exist_ok=True)
-        os.chown(sock, uid, gid)
+        _ensure_socket_dir()
+        os.chown(sock, uid, gid, follow_symlinks=False)
 
 
 def _env() -> dict:
@@ -187,8 +194,8 @@ def _initdb() -> None:
     res = _pg("initdb", "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
               "--locale=C.UTF-8", timeout=180)
     if res.returncode != 0:
-        raise WorkbookError(f"initdb failed for {pgdata}: {res.stderr.strip().splitlines()[-1:]} "
-                            f"(delete {pgdata} and try again).")
+        last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+        raise WorkbookError(f"initdb failed for {pgdata} ({last}); delete {pgdata} and try again.")
     with open(pgdata / "postgresql.auto.conf", "a") as fh:
         # Written once, at first init; the lesson on monitoring relies on both libraries.
         fh.write(f"shared_preload_libraries = '{PRELOAD}'\n")
@@ -227,21 +234,38 @@ def _tcp_port() -> int | None:
     return port if listen.strip() else None  # line 6 of postmaster.pid: the first TCP listen address
 
 
+def _ensure_socket_dir() -> None:
+    """The short socket directory under /tmp (long checkout paths): ours, a real directory, private."""
+    sock = socket_dir()
+    if sock == _pgdata():
+        return
+    sock.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(sock)
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (os.geteuid(), _run_as().get("user", os.geteuid())):
+        raise WorkbookError(f"{sock} exists but is not the workbook's own directory; remove it and try again.")
+
+
 def _start(tcp_port: int | None = None) -> None:
     pgdata = _pgdata()
     if not (pgdata / "PG_VERSION").exists():
         _initdb()
+    _ensure_socket_dir()
     run_as = _run_as()
     _prepare_permissions(run_as)
-    opts = f"-k {socket_dir()}"
+    # pg_ctl hands -o to a shell: quote the path (a checkout may live under "My Courses").
+    opts = f"-k {shlex.quote(str(socket_dir()))}"
     if tcp_port:
-        opts += f" -h 127.0.0.1 -p {tcp_port}"
+        opts += f" -h 127.0.0.1 -p {int(tcp_port)}"
     res = _pg("pg_ctl", "-D", str(pgdata), "-w", "-t", "60", "-l", str(pgdata / "server.log"), "-o", opts, "start",
               timeout=90)
     if res.returncode != 0:
         log_tail = ""
         with contextlib.suppress(OSError):
-            log_tail = (pgdata / "server.log").read_text().strip().splitlines()[-1]
+            lines = (pgdata / "server.log").read_text().strip().splitlines()
+            worst = [line for line in lines[-50:] if re.search(r"\b(FATAL|PANIC|ERROR):", line)]
+            log_tail = (worst or lines[-1:] or [""])[-1]
         raise WorkbookError(f"The embedded PostgreSQL did not start ({log_tail or res.stderr.strip()}); "
                             f"see {pgdata / 'server.log'}.")
 
@@ -251,7 +275,8 @@ def _stop() -> None:
         return
     res = _pg("pg_ctl", "-D", str(_pgdata()), "-w", "-t", "60", "-m", "fast", "stop", timeout=90)
     if res.returncode != 0 and _postmaster_pid() is not None:
-        raise WorkbookError(f"The embedded PostgreSQL did not stop: {res.stderr.strip()}")
+        last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+        raise WorkbookError(f"The embedded PostgreSQL did not stop ({last}); see {_pgdata() / 'server.log'}.")
 
 
 def _release_at_exit() -> None:
@@ -269,6 +294,11 @@ def ensure_running(*, hold: bool = True, pin: bool = False, tcp_port: int | None
         state = _prune(_read_state())
         running = _postmaster_pid() is not None
         if running and tcp_port and _tcp_port() != tcp_port:
+            others = [h for h in state["holders"] if h["pid"] != os.getpid()]
+            if others:
+                raise WorkbookError(
+                    f"Adding TCP means restarting the server, which {len(others)} running process(es) use (notebook "
+                    "kernels, JupyterLab); stop them, or start with `server start --tcp` before opening notebooks.")
             _stop()  # restart to add the TCP listener
             running = False
         if not running:
@@ -323,6 +353,6 @@ def url(database: str = "postgres", *, tcp: bool = False, driver: str = "postgre
 
 
 def remove_data() -> None:
-    """Delete the embedded server's data directory (``server reset``); the server must be stopped."""
+    """Stop the embedded server and delete its data directory."""
     stop()
     shutil.rmtree(_pgdata(), ignore_errors=True)

@@ -27,7 +27,7 @@ def statement_timeout() -> str:
 
 
 def namespace() -> str:
-    """PDW_NAMESPACE: keeps one kind of run's lesson databases apart from another's (tests use ``test``)."""
+    """PDW_NAMESPACE: keeps one run's lesson databases apart from another's (each test run sets ``test<letters>``)."""
     return os.environ.get("PDW_NAMESPACE", "")
 
 
@@ -39,7 +39,7 @@ def read_settings() -> dict:
 
 
 def write_setting(key: str, value) -> None:
-    VAR_DIR.mkdir(exist_ok=True)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     data = read_settings()
     data[key] = value
     SETTINGS_FILE.write_text(json.dumps(data, indent=2) + "\n")

@@ -132,3 +132,30 @@ def test_a_locale_that_is_not_installed_does_not_stop_the_server(home):
     code = "from helpers import db\nwith db.connect() as c: print(c.execute('SELECT 1').fetchone()[0])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "1", out.stderr[-1500:]
+
+
+@pytest.mark.parametrize("subdir", ["a folder with spaces", "deep/" + "x" * 60 + "/" + "y" * 40])
+def test_unusual_checkout_paths_still_start(tmp_path, subdir):
+    """A space in the path (pg_ctl passes options through a shell), and a path too long for a unix socket."""
+    if " " in subdir:  # short enough that the socket stays in the data directory, so its path has the space
+        import tempfile
+
+        home = Path(tempfile.mkdtemp(prefix="pdw sp "))
+    else:
+        home = tmp_path / subdir
+        home.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PDW_HOME"] = str(home)
+    code = ("from helpers import db, server\nwith db.connect() as c: print(c.execute('SELECT 1').fetchone()[0])\n"
+            "print(server.socket_dir() == server._pgdata())")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.stdout.split()[:1] == ["1"], out.stderr[-1500:]
+        assert out.stdout.split()[1] == ("True" if " " in subdir else "False")  # the long one moved its socket
+    finally:
+        for proc in _postmasters(home / "var" / "pgdata"):
+            proc.kill()
+        if " " in subdir:
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
