@@ -3,14 +3,16 @@
 Which server: ``DATABASE_URL`` when it is set (docker-compose, a managed server, a workshop server), otherwise the
 embedded PostgreSQL 18 (:mod:`helpers.server`).
 
-Which databases: the workbook creates and touches only databases whose names start with ``pdw_<role>_`` *and* that
-carry its marker comment (``COMMENT ON DATABASE ... IS 'pdw:...'``). Anything else it refuses to drop or rewrite.
+Which databases: the workbook drops or rewrites only databases whose names start with ``pdw_<role>_``, that carry
+its marker comment (``COMMENT ON DATABASE ... IS 'pdw:...'``) *and* that the connected role owns. Anything else it
+refuses to touch.
 
 * ``pdw_<role>_tpl_<scale>``: the loaded data set, the template lesson databases are copied from;
 * ``pdw_<role>_<lesson>``: one per notebook, re-created by each run of its first cell;
-* ``pdw_<role>_t_<random>``: scratch databases for tests, dropped afterwards.
+* ``pdw_<role>_<namespace>_...``: a test run's lessons and scratch databases (``PDW_NAMESPACE``), dropped afterwards.
 
-``<role>`` is the connecting role, so learners sharing one workshop server never collide.
+``<role>`` is the connecting role (with a hash when its name had to be shortened or changed), so learners sharing
+one workshop server never collide.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql as pgsql
