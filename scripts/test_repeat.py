@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,14 +24,17 @@ NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval
 def _run(cmd: list[str]) -> tuple[bool, float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    tail = (proc.stdout.strip().splitlines() or [""])[-1]
+    lines = proc.stdout.strip().splitlines()
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    summary = [line for line in lines if re.search(r"\d+ (passed|failed)", line)]
+    tail = "; ".join(failed[:10] + summary[-1:]) or (lines or [""])[-1]
     return proc.returncode == 0, time.perf_counter() - start, tail
 
 
 def _report(name: str, results: list[tuple[bool, float, str]]) -> bool:
     ok = sum(r[0] for r in results)
     times = ", ".join(f"{r[1]:.0f} s" for r in results)
-    print(f"{name}: {ok}/{len(results)} passed ({times})", flush=True)
+    print(f"{name}: {ok}/{len(results)} runs passed ({times})", flush=True)
     for passed, _, tail in results:
         if not passed:
             print(f"    failed: {tail}")
