@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 LAB_ARGS ?=
 
@@ -12,14 +13,14 @@ LAB_ARGS ?=
 lab: $(STAMP)            ## open JupyterLab with the embedded PostgreSQL running (or DATABASE_URL's server)
 	$(PY) -m helpers lab $(LAB_ARGS)
 
-test: $(STAMP)           ## the whole suite: unit tests + every notebook under nbval (strict)
+test: $(TEST_STAMP)      ## the whole suite: unit tests + every notebook under nbval (strict)
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
 
-test-fast: $(STAMP)      ## unit tests only
+test-fast: $(TEST_STAMP)      ## unit tests only
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-test-repeat: $(STAMP)    ## repeatability: make test x5, notebooks twice, reversed, in parallel (slow)
+test-repeat: $(TEST_STAMP)    ## repeatability: make test x5, notebooks twice, reversed, in parallel (slow)
 	$(PY) scripts/test_repeat.py $(REPEAT_ARGS)
 
 install: $(STAMP)
@@ -29,6 +30,11 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e .
 	@touch $(STAMP)
+
+# The test tools (pytest, nbval, playwright, ...) are the `test` extra: only `make test*` installs them.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(TEST_STAMP)
 
 server-start: $(STAMP)
 	$(PY) -m helpers server start

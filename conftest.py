@@ -49,7 +49,8 @@ def pytest_sessionfinish(session, exitstatus):
     """Drop the lesson databases this test run created (its namespace only; never a learner's)."""
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller cleans up once all are done
         return
-    from helpers import db, settings
+    from helpers import db
+    from helpers.core import settings
 
     if not settings.namespace():
         return

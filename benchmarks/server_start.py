@@ -12,7 +12,7 @@ import tempfile
 import time
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-CODE = "import time,sys; from helpers import server; t=time.perf_counter(); server.ensure_running(hold=False, pin=True); print(time.perf_counter()-t)"
+CODE = "import time,sys; from helpers.core import server; t=time.perf_counter(); server.ensure_running(hold=False, pin=True); print(time.perf_counter()-t)"
 
 
 def start(home: str) -> float:

@@ -1,13 +1,39 @@
-"""Helpers for the Postgres Design Workbook.
+"""Helpers for the Postgres Design Workbook: the code behind the notebooks, in four layers.
 
-Importing this package changes no global state. Notebooks start with::
+Notebooks start with::
 
     from helpers import lesson
     db = lesson("03_indexing")
 
-which gives the notebook its own database (see :mod:`helpers.db`).
+which gives the notebook its own database (see :mod:`helpers.db`). Importing this package changes no global state.
+
+What goes where, top to bottom (a layer may import the layers below it, never one above)::
+
+    helpers/lessons/     lesson-only code, one module per notebook (indexing, n_plus_one, ...),
+                         and lessons/solutions/, the reference solutions the tests run
+    helpers/bench/       benchmarks a maintainer runs by hand (python -m helpers bench ...)
+    helpers/*.py         the learner's toolkit, imported by notebooks at the top level:
+                         db (lesson databases, sql/try_sql), timing (measure, compare), plans (EXPLAIN,
+                         plan diffs, charts), widgets (BeforeAfter, ScaleExplorer), counter (statements
+                         an ORM sends), latency (a delaying proxy), exercises (check answers), checks
+                         (the environment check of lesson 00), fmt (numbers for people)
+    helpers/data/        the data world: schema.sql, the shipped Chinook files, the seeded generator,
+                         the loader, the ORM models, the ER diagram
+    helpers/core/        the platform: settings (paths, environment), server (the embedded PostgreSQL),
+                         errors (WorkbookError, the one-sentence message)
+
+The rules, checked by ``tests/test_layout.py``:
+
+- the toolkit never imports a lesson or a benchmark, the data world imports only the core, the core imports nothing
+  else from ``helpers``;
+- a lesson does not import another lesson (what two lessons share belongs in the toolkit), and only the tests import
+  ``lessons.solutions``;
+- no module imports, even lazily inside a function, a module that imports it back.
+
+A new lesson's code goes in ``helpers/lessons/<topic>.py`` (add it to ``helpers.lessons.MODULES``), its solutions in
+``helpers/lessons/solutions/<topic>.py`` and its tests in ``tests/test_lessonNN.py``.
 """
 
-from .db import lesson
+from helpers.db import lesson
 
 __all__ = ["lesson"]

@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 
-from . import server, settings
-from .errors import WorkbookError
+from helpers.core import server, settings
+from helpers.core.errors import WorkbookError
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -48,10 +48,10 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from . import db
+    from helpers import db
 
     if args.action == "verify":
-        from . import datasets
+        from helpers.data import datasets
 
         datasets.verify_manifest()
         print("datasets/ matches its manifest.")
@@ -64,7 +64,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _reset(args: argparse.Namespace) -> int:
-    from . import db
+    from helpers import db
 
     with db.connect() as admin:
         dropped = 0
@@ -84,9 +84,9 @@ def _reset(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.what == "load":
-        from .bench_load import main
+        from helpers.bench.load import main
     else:
-        from .bench_timer import main
+        from helpers.bench.timer import main
     return main(args.rest)
 
 

@@ -5,7 +5,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from .db import Lesson, MIN_SERVER_VERSION
+from helpers.db import Lesson, MIN_SERVER_VERSION
 
 PACKAGES = ("psycopg", "SQLAlchemy", "pandas", "numpy", "matplotlib", "ipywidgets", "nbval")
 #: Extensions later lessons create (contrib modules); missing ones only affect the lessons that use them.

@@ -1,7 +1,7 @@
 """Connections, the workbook's own databases, and the one call at the top of every notebook (00_start_here).
 
 Which server: ``DATABASE_URL`` when it is set (docker-compose, a managed server, a workshop server), otherwise the
-embedded PostgreSQL 18 (:mod:`helpers.server`).
+embedded PostgreSQL 18 (:mod:`helpers.core.server`).
 
 Which databases: the workbook drops or rewrites only databases whose names start with ``pdw_<role>_``, that carry
 its marker comment (``COMMENT ON DATABASE ... IS 'pdw:...'``) *and* that the connected role owns. Anything else it
@@ -29,8 +29,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql as pgsql
 
-from . import server, settings
-from .errors import WorkbookError, show_without_traceback
+from helpers.core import server, settings
+from helpers.core.errors import WorkbookError, show_without_traceback
 
 MIN_SERVER_VERSION = 150000
 MARKER = "pdw:"
@@ -49,7 +49,7 @@ class Target:
     @property
     def where(self) -> str:
         if self.kind == "embedded":
-            return f"embedded, socket in {self.kwargs.get('host')}"
+            return f"embedded, socket in {settings.show_path(self.kwargs.get('host'))}"
         host = self.kwargs.get("host") or "local socket"
         return f"DATABASE_URL, {host}:{self.kwargs.get('port') or 5432}"
 
@@ -296,6 +296,17 @@ def advisory_lock(conn: psycopg.Connection, name: str) -> Iterator[None]:
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
 
+def as_connection(conn_or_lesson: Any) -> psycopg.Connection:
+    """The psycopg connection behind a ``Lesson`` (anything with ``.conn``) or a connection itself."""
+    conn = getattr(conn_or_lesson, "conn", conn_or_lesson)
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(
+            f"Expected a psycopg connection or a Lesson, got {type(conn_or_lesson).__name__}: "
+            "pass db (from helpers.lesson(...)) or db.conn."
+        )
+    return conn
+
+
 # ---------------------------------------------------------------- templates (the loaded data)
 
 def data_version() -> str:
@@ -303,9 +314,9 @@ def data_version() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    pkg = settings.PROJECT_ROOT / "helpers"
-    for path in (settings.PROJECT_ROOT / "datasets" / "manifest.json", pkg / "generate.py", pkg / "datasets.py",
-                 pkg / "schema.sql"):
+    data = settings.PROJECT_ROOT / "helpers" / "data"
+    for path in (settings.PROJECT_ROOT / "datasets" / "manifest.json", data / "chinook.py", data / "generate.py",
+                 data / "datasets.py", data / "schema.sql"):
         if path.exists():
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
@@ -342,7 +353,7 @@ def ensure_template(scale: str | None = None, *, force: bool = False, progress: 
             create_own(admin, name, kind="template", scale=scale, state="building", version=version)
             try:
                 if loader is None:
-                    from .datasets import load_into as loader
+                    from helpers.data.datasets import load_into as loader
                 with connect(name, tgt=tgt, timeout="0") as conn:
                     counts = loader(conn, scale, progress)
             except BaseException:

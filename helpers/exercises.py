@@ -6,7 +6,7 @@ and the learner calls ``ex.check(db)`` (for a change to the database) or
 ``ex.check(db, answer)`` (for a value or a SQL query), which prints and returns a
 :class:`CheckResult`.
 
-Reference solutions live in :mod:`helpers.solutions`, out of the learner's way (notebooks never
+Reference solutions live in :mod:`helpers.lessons.solutions`, out of the learner's way (notebooks never
 import it), and ``tests/test_exercises.py`` proves for every exercise that its check fails on
 the starting state and passes after the reference solution.
 

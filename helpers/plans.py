@@ -173,7 +173,7 @@ def explain(conn: Any, query: str, params: Any = None, analyze: bool = False) ->
     With ``analyze=True`` the query really runs (with ``BUFFERS``), inside a transaction that is
     rolled back, so an ``UPDATE`` or ``DELETE`` being explained changes nothing.
     """
-    from helpers.timing import as_connection
+    from helpers.db import as_connection
 
     conn = as_connection(conn)
     options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"

@@ -41,20 +41,11 @@ from typing import Any, Sequence
 
 import psycopg
 
+from helpers.db import as_connection
 from helpers.fmt import fmt_ratio, fmt_ratio_range, fmt_time
+from helpers.plans import explain as explain_plan
 
 __all__ = ["Measurement", "Comparison", "ServerFigures", "measure", "compare", "server_figures", "as_connection"]
-
-
-def as_connection(conn_or_lesson: Any) -> psycopg.Connection:
-    """The psycopg connection behind a ``Lesson`` (anything with ``.conn``) or a connection itself."""
-    conn = getattr(conn_or_lesson, "conn", conn_or_lesson)
-    if not isinstance(conn, psycopg.Connection):
-        raise TypeError(
-            f"Expected a psycopg connection or a Lesson, got {type(conn_or_lesson).__name__}: "
-            "pass db (from helpers.lesson(...)) or db.conn."
-        )
-    return conn
 
 
 @dataclass(frozen=True)
@@ -242,7 +233,6 @@ def measure(
             rows_returned = len(rows) if cur.description is not None else max(cur.rowcount, 0)
     server = plan = None
     if explain:
-        from helpers.plans import explain as explain_plan
 
         plan = explain_plan(conn, query, params, analyze=True)
         server = server_figures(plan)

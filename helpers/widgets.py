@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import psycopg
 from psycopg import sql as pgsql
 
-from helpers.errors import WorkbookError
+from helpers.core.errors import WorkbookError
 from helpers.fmt import fmt_ratio, fmt_time
 from helpers.plans import Plan, PlanDiff, diff_plans, figure_png, plan_summary, png_figure
 from helpers.timing import Comparison, Measurement, as_connection, compare, measure

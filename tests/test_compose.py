@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from helpers import server
+from helpers.core import server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from helpers import datasets, generate
-from helpers.errors import WorkbookError
+from helpers.data import datasets, generate
+from helpers.core.errors import WorkbookError
 
 
 @pytest.fixture
@@ -165,7 +165,8 @@ def test_templates_are_idempotent_and_a_scale_switch_rebuilds(tiny_template):
 def test_er_diagram_of_the_loaded_world(tiny_template):
     from matplotlib.figure import Figure
 
-    from helpers import db, erd
+    from helpers import db
+    from helpers.data import erd
 
     with db.connect(tiny_template) as conn:
         summary = erd.er_summary(conn)

@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql as pgsql
 
 from helpers import db
-from helpers.errors import WorkbookError
+from helpers.core.errors import WorkbookError
 
 
 def _one_sentence(msg: str) -> None:

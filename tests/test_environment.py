@@ -20,5 +20,14 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_every_dependency_is_pinned_exactly():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert all("==" in r for r in project), project
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    every = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    assert all("==" in r for r in every), every
+
+
+def test_test_tools_are_an_extra_not_a_learner_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[\[=]", r)[0].lower() for r in project["dependencies"]}
+    tools = {re.split(r"[\[=]", r)[0].lower() for r in project["optional-dependencies"]["test"]}
+    assert {"pytest", "nbval", "pytest-xdist", "playwright"} <= tools and not tools & names
+    assert ".[test]" in (ROOT / "Makefile").read_text()

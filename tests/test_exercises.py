@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import solutions
+from helpers.lessons import solutions
 from helpers.exercises import NO_ANSWER, CheckResult, Exercise, all_exercises, get, register
 
 EXERCISES = [ex for ex in all_exercises() if ex.id.startswith("toolkit.")]

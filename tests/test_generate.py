@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from helpers import datasets, generate
+from helpers.data import datasets, generate
 
 # Computed once from this implementation (numpy 2.4.6, GENERATOR_VERSION 1, CHUNK_ROWS 100_000, the shipped
 # Chinook files). A change means the data every notebook's stored outputs were made with has changed: if that
@@ -163,7 +163,7 @@ def test_chunks_are_bounded():
 
 
 def test_unknown_scale_is_one_clear_sentence():
-    from helpers.errors import WorkbookError
+    from helpers.core.errors import WorkbookError
 
     with pytest.raises(WorkbookError, match="Unknown scale 'huge'"):
         list(generate.iter_csv("plays", "huge"))

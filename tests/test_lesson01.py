@@ -5,9 +5,11 @@ import pytest
 from sqlalchemy import create_engine
 
 from helpers import db as hdb
-from helpers import lesson01, models, solutions, solutions01  # noqa: F401  (solutions01 registers solutions)
+from helpers.lessons import schema_design, solutions
+from helpers.data import models
+import helpers.lessons.solutions.schema_design  # noqa: F401  (registers the reference solutions)
 from helpers.exercises import NO_ANSWER, get
-from helpers.lesson01 import (
+from helpers.lessons.schema_design import (
     LessonBase,
     Subscription,
     ddl,
@@ -47,7 +49,7 @@ def les(tiny_template):
 # ---------------------------------------------------------------- models
 
 def test_models_create_exactly_the_loaded_schema(les):
-    """create_all() of helpers.models in an empty database gives the loaded catalog, names included."""
+    """create_all() of helpers.data.models in an empty database gives the loaded catalog, names included."""
     tables = list(models.Base.metadata.tables)
     assert len(tables) == 14 and set(tables) >= {"playlist_track", "invoice_line", "plays", "reviews", "comments"}
     loaded = les.conn.execute(CATALOG, {"t": tables}).fetchall()
@@ -99,7 +101,7 @@ def test_ddl_is_the_postgresql_dialect_and_stable():
 def test_model_source():
     assert model_source("Album").startswith("class Album(Base):")
     assert model_source("playlist_track").startswith("playlist_track = Table(")
-    assert "unique=True" in model_source("CustomerProfile", lesson01)
+    assert "unique=True" in model_source("CustomerProfile", schema_design)
     with pytest.raises(LookupError, match="Nope"):
         model_source("Nope")
 
@@ -204,7 +206,7 @@ def test_passive_playlist_leaves_the_links_to_on_delete_cascade(les):
     from sqlalchemy.orm import Session
 
     from helpers.counter import count_statements
-    from helpers.lesson01 import PassivePlaylist
+    from helpers.lessons.schema_design import PassivePlaylist
 
     assert PassivePlaylist.__table__.metadata is not models.Base.metadata  # never created or dropped with the store
     links = les.scalar("SELECT count(*) FROM playlist_track WHERE playlist_id = 15")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 
 from helpers import db as hdb
-from helpers import solutions, solutions02  # noqa: F401  (solutions02 registers the solutions and the exercises)
+from helpers.lessons import solutions
+import helpers.lessons.solutions.normalization  # noqa: F401  (registers the reference solutions)
 from helpers.exercises import NO_ANSWER, get
-from helpers.lesson02 import fd_report, fd_violations, pretty_bytes, sizes
+from helpers.lessons.normalization import fd_report, fd_violations, pretty_bytes, sizes
 
 EXERCISES = ["02.determinant", "02.decompose", "02.concurrent_refresh"]
 

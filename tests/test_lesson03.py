@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import lesson03 as l3
-from helpers import solutions03  # noqa: F401  (registers the reference solutions)
+from helpers.lessons import indexing as l3
+import helpers.lessons.solutions.indexing  # noqa: F401  (registers the reference solutions)
 from helpers.exercises import NO_ANSWER, get
 from helpers.plans import explain
-from helpers.solutions import solve
+from helpers.lessons.solutions import solve
 
 EXERCISE_IDS = ["03.index_only_scan", "03.redundant_index", "03.column_order"]
 

@@ -6,11 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
 
-from helpers import lesson04, solutions04  # noqa: F401  (registers the reference solutions)
+from helpers.lessons import n_plus_one
+import helpers.lessons.solutions.n_plus_one  # noqa: F401  (registers the reference solutions)
 from helpers.counter import count_statements
 from helpers.exercises import NO_ANSWER, get
-from helpers.lesson04 import Album, Artist, Customer, StatementBudgetExceeded, at_most, catalog, time_orm
-from helpers.solutions import solve
+from helpers.lessons.n_plus_one import Album, Artist, Customer, StatementBudgetExceeded, at_most, catalog, time_orm
+from helpers.lessons.solutions import solve
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +51,27 @@ def test_fixes_give_the_same_answer_in_fewer_statements(les):
 
 def test_time_orm_uses_a_fresh_session_each_run(les):
     stmt = select(Customer).order_by(Customer.customer_id).limit(5)
-    run = time_orm(les.engine, lambda s: lesson04.invoice_totals(s, stmt), repeat=3, warmup=1)
+    run = time_orm(les.engine, lambda s: n_plus_one.invoice_totals(s, stmt), repeat=3, warmup=1)
     assert len(run.times_s) == 3 and run.statements == 6 and run.best <= run.median
 
 
+def test_strict_mapping_is_a_faithful_subset_of_the_store_models():
+    from helpers.data import models
+
+    strict = n_plus_one.make_models()
+    assert n_plus_one.Artist is models.Artist and n_plus_one.Customer is models.Customer
+    for name in ("Artist", "Album", "Track", "Playlist", "Customer", "Invoice"):
+        mine, store = getattr(strict, name).__table__, getattr(models, name).__table__
+        assert mine.name == store.name
+        for col in mine.columns:
+            assert col.name in store.columns, f"{name}.{col.name} is not in helpers.data.models"
+            assert type(col.type) is type(store.columns[col.name].type) or col.type.python_type is \
+                store.columns[col.name].type.python_type, f"{name}.{col.name}: {col.type} vs {store.columns[col.name].type}"
+    assert all(r.lazy == "raise" for r in strict.Artist.__mapper__.relationships)
+
+
 def test_raise_models_refuse_lazy_loads(les):
-    strict = lesson04.make_models(lazy="raise")
+    strict = n_plus_one.make_models(lazy="raise")
     stmt = select(strict.Artist).order_by(strict.Artist.artist_id).limit(5)
     with Session(les.engine) as session, pytest.raises(InvalidRequestError, match="lazy='raise'"):
         catalog(session, stmt)
@@ -81,7 +97,7 @@ def test_statement_budget(les):
 
 def test_latency_runs_count_round_trips(les):
     stmt = select(Artist).order_by(Artist.artist_id).limit(3)
-    runs = lesson04.latency_runs(les, (0,), {"sel": lambda s: catalog(s, stmt.options(
+    runs = n_plus_one.latency_runs(les, (0,), {"sel": lambda s: catalog(s, stmt.options(
         selectinload(Artist.albums).selectinload(Album.tracks)))}, repeat=2)
     assert len(runs) == 1 and runs[0].round_trips == runs[0].run.min_round_trips == 5
 
@@ -94,9 +110,9 @@ def test_at_most_two(les):
     assert not ex.check(les, NO_ANSWER)
     wrong_type = ex.check(les, "SELECT * FROM customer")
     assert not wrong_type and "should be a SQLAlchemy statement" in wrong_type.message
-    naive = select(Customer).order_by(Customer.customer_id).limit(lesson04.CUSTOMER_LIMIT)
+    naive = select(Customer).order_by(Customer.customer_id).limit(n_plus_one.CUSTOMER_LIMIT)
     res = ex.check(les, naive)
-    assert not res and f"{lesson04.CUSTOMER_LIMIT + 1} statements" in res.message
+    assert not res and f"{n_plus_one.CUSTOMER_LIMIT + 1} statements" in res.message
     fewer = select(Customer).options(selectinload(Customer.invoices)).order_by(Customer.customer_id).limit(10)
     assert not ex.check(les, fewer)  # fast, but the wrong customers
     assert ex.check(les, solve("04.at_most_two", les.conn))
@@ -110,11 +126,11 @@ def test_predict_count(les):
     assert not ex.check(les, NO_ANSWER)
     assert "whole number" in ex.check(les, "42").message
     answer = solve("04.predict_count", les.conn)
-    assert answer == 1 + lesson04.PREDICT_ARTISTS + _albums_of_first(les, lesson04.PREDICT_ARTISTS)
-    assert not ex.check(les, answer + 1) and not ex.check(les, lesson04.PREDICT_ARTISTS + 1)
+    assert answer == 1 + n_plus_one.PREDICT_ARTISTS + _albums_of_first(les, n_plus_one.PREDICT_ARTISTS)
+    assert not ex.check(les, answer + 1) and not ex.check(les, n_plus_one.PREDICT_ARTISTS + 1)
     assert ex.check(les, answer)
     # and the prediction is what the loop really does
-    stmt = select(Artist).order_by(Artist.artist_id).limit(lesson04.PREDICT_ARTISTS)
+    stmt = select(Artist).order_by(Artist.artist_id).limit(n_plus_one.PREDICT_ARTISTS)
     with count_statements(les.engine) as log, Session(les.engine) as session:
         catalog(session, stmt)
     assert log.count == answer

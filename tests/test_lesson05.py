@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from helpers import lesson05, solutions05  # noqa: F401  (registers the reference solutions)
+from helpers.lessons import query_patterns
+import helpers.lessons.solutions.query_patterns  # noqa: F401  (registers the reference solutions)
 from helpers.exercises import NO_ANSWER, get
-from helpers.solutions import solve
+from helpers.lessons.solutions import solve
 
 
 @pytest.fixture(scope="module")
@@ -20,59 +21,59 @@ def les(tiny_template):
 
 
 def test_track_docs_live_in_toast(les):
-    lesson05.make_track_docs(les, chunks=60)
-    pages = lesson05.relation_pages(les, "track_doc")
+    query_patterns.make_track_docs(les, chunks=60)
+    pages = query_patterns.relation_pages(les, "track_doc")
     assert pages["toast"] > 5 * pages["heap"] > 0
-    wide = lesson05.fetch_size(les, "SELECT * FROM track_doc")
-    narrow = lesson05.fetch_size(les, "SELECT track_id FROM track_doc")
+    wide = query_patterns.fetch_size(les, "SELECT * FROM track_doc")
+    narrow = query_patterns.fetch_size(les, "SELECT track_id FROM track_doc")
     assert wide.rows == narrow.rows == les.scalar("SELECT count(*) FROM track")
     assert wide.columns == 6 and narrow.columns == 1
     assert wide.value_bytes > 50 * narrow.value_bytes
-    assert lesson05.relation_pages(les, "track")["toast"] == 0  # no large values there
+    assert query_patterns.relation_pages(les, "track")["toast"] == 0  # no large values there
 
 
 def test_fetch_size_counts_text_bytes(les):
-    size = lesson05.fetch_size(les, "SELECT 'abc'::text, NULL::int, 12345 FROM generate_series(1, 4)")
+    size = query_patterns.fetch_size(les, "SELECT 'abc'::text, NULL::int, 12345 FROM generate_series(1, 4)")
     assert (size.rows, size.columns, size.value_bytes) == (4, 3, 4 * 8)
 
 
 def test_offset_and_keyset_agree_and_keyset_stays_flat(les):
     les.run("CREATE INDEX IF NOT EXISTS plays_played_at_play_id_idx ON plays (played_at, play_id)")
-    runs = lesson05.pagination_runs(les, [1, 100, 2000], repeat=1)
+    runs = query_patterns.pagination_runs(les, [1, 100, 2000], repeat=1)
     assert all(r.keyset.pages <= 10 for r in runs)
     assert runs[-1].offset.pages > 50 * runs[-1].keyset.pages
 
 
 def test_cursor_at_start_gives_the_first_page(les):
-    first = les.conn.execute(lesson05.KEYSET_PAGE, {"size": 5, **lesson05.cursor_at(les, 0)}).fetchall()
-    assert first == les.conn.execute(lesson05.OFFSET_PAGE, {"size": 5, "offset": 0}).fetchall()
-    second = les.conn.execute(lesson05.KEYSET_PAGE, {"size": 5, **lesson05.cursor_at(les, 5)}).fetchall()
-    assert second == les.conn.execute(lesson05.OFFSET_PAGE, {"size": 5, "offset": 5}).fetchall()
+    first = les.conn.execute(query_patterns.KEYSET_PAGE, {"size": 5, **query_patterns.cursor_at(les, 0)}).fetchall()
+    assert first == les.conn.execute(query_patterns.OFFSET_PAGE, {"size": 5, "offset": 0}).fetchall()
+    second = les.conn.execute(query_patterns.KEYSET_PAGE, {"size": 5, **query_patterns.cursor_at(les, 5)}).fetchall()
+    assert second == les.conn.execute(query_patterns.OFFSET_PAGE, {"size": 5, "offset": 5}).fetchall()
 
 
 def test_batch_variants_apply_the_same_changes_and_roll_back(les):
     before = les.scalar("SELECT sum(unit_price) FROM track")
-    changes = lesson05.make_changes(les, 50)
+    changes = query_patterns.make_changes(les, 50)
     assert len(changes) == 50 and all(isinstance(p, Decimal) for _, p in changes)
-    for name, fn in lesson05.batch_variants().items():
-        run = lesson05.time_batch(les, name, fn, changes, repeat=1)
+    for name, fn in query_patterns.batch_variants().items():
+        run = query_patterns.time_batch(les, name, fn, changes, repeat=1)
         assert run.rows == 50 and run.rate > 0
     assert les.scalar("SELECT sum(unit_price) FROM track") == before  # every run was rolled back
 
 
 def test_time_batch_catches_a_variant_that_does_less(les):
-    changes = lesson05.make_changes(les, 20)
+    changes = query_patterns.make_changes(les, 20)
 
     def lazy_variant(conn, ch):
-        lesson05.batch_variants()["one UPDATE"](conn, ch[:10])
+        query_patterns.batch_variants()["one UPDATE"](conn, ch[:10])
 
     with pytest.raises(AssertionError, match="did not apply"):
-        lesson05.time_batch(les, "half", lazy_variant, changes, repeat=1)
+        query_patterns.time_batch(les, "half", lazy_variant, changes, repeat=1)
 
 
 def test_network_batch_pays_one_round_trip_per_loop_statement(les):
-    changes = lesson05.make_changes(les, 30)
-    runs = {r.run.name: r for r in lesson05.network_batch(les, changes, delay_ms=2)}
+    changes = query_patterns.make_changes(les, 30)
+    runs = {r.run.name: r for r in query_patterns.network_batch(les, changes, delay_ms=2)}
     loop = runs["loop of UPDATEs"]
     assert loop.writes >= 30 and loop.run.best >= 30 * 0.002
     assert runs["one UPDATE"].writes == 1
@@ -88,13 +89,13 @@ def test_keyset_next_page(les):
     assert "should be one SQL query" in ex.check(les, 42).message
     assert not ex.check(les, "SELECT 1; SELECT 2")
     assert not ex.check(les, "SELECT play_id FROM plays LIMIT 20")  # wrong rows
-    cursor = lesson05.keyset_cursor_text(les)
+    cursor = query_patterns.keyset_cursor_text(les)
     query = ("SELECT play_id, customer_id, track_id, played_at FROM plays "
              f"WHERE (played_at, play_id) > {cursor} ORDER BY played_at, play_id LIMIT 20")
     no_index = ex.check(les, query)  # right rows, but without the index it reads the whole table
     assert not no_index and "pages" in no_index.message
     offset = ex.check(les, "SELECT play_id, customer_id, track_id, played_at FROM plays ORDER BY played_at, play_id "
-                           f"LIMIT 20 OFFSET {min(lesson05.EX_AFTER, les.scalar('SELECT count(*) FROM plays') // 2) + 1}")
+                           f"LIMIT 20 OFFSET {min(query_patterns.EX_AFTER, les.scalar('SELECT count(*) FROM plays') // 2) + 1}")
     assert not offset and "OFFSET" in offset.message
     assert ex.check(les, solve("05.keyset_next_page", les.conn))
     assert not ex.check(les, "DELETE FROM plays")  # read-only: refused, and nothing deleted

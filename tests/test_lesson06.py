@@ -1,13 +1,13 @@
-"""Notebook 06 (partitioning): the helpers of helpers/lesson06.py and the lesson's exercises."""
+"""Notebook 06 (partitioning): the helpers of helpers/lessons/partitioning.py and the lesson's exercises."""
 from __future__ import annotations
 
 from datetime import date
 
 import pytest
 
-import helpers.solutions06  # noqa: F401  (registers the reference solutions)
-from helpers import lesson06 as L
-from helpers import solutions
+import helpers.lessons.solutions.partitioning  # noqa: F401  (registers the reference solutions)
+from helpers.lessons import partitioning as L
+from helpers.lessons import solutions
 from helpers.exercises import NO_ANSWER, CheckResult, get
 from helpers.plans import Plan
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-import re
 from pathlib import Path
 
 import pytest
 
-import helpers
+import helpers.lessons
+import helpers.lessons.solutions
 from helpers.exercises import all_exercises
-from helpers.solutions import has_solution
+from helpers.lessons.solutions import has_solution
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -23,9 +23,9 @@ MINIMUM = {"03": 3}  # the indexing lesson asks for three; others two; 00 only d
 
 
 def _import_lessons() -> None:
-    for mod in pkgutil.iter_modules(helpers.__path__):
-        if re.fullmatch(r"(lesson|solutions)\d\d", mod.name):
-            importlib.import_module(f"helpers.{mod.name}")
+    for package in (helpers.lessons, helpers.lessons.solutions):
+        for mod in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{mod.name}")
 
 
 def test_every_exercise_has_a_reference_solution():

@@ -3,11 +3,15 @@ with no error output, no SVG (it embeds a date), no sys.path edits, and each not
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: An absolute path of the machine that executed the notebook: its checkout, a home, a temporary directory.
+MACHINE_PATH = re.compile(r"(?<![\w.:/])/(home|root|work|tmp|Users|private|var/folders|opt|srv|mnt)/[\w.-]+")
 
 
 def _code_cells(path: Path) -> list[dict]:
@@ -40,3 +44,26 @@ def test_executed_in_order_without_errors(path):
 def test_opens_with_its_own_lesson_database(path):
     first = "".join(_code_cells(path)[0]["source"])
     assert f'lesson("{path.stem}")' in first, f"{path.name}: the first code cell must call lesson({path.stem!r})"
+
+
+def _output_texts(cell: dict) -> list[str]:
+    texts = []
+    for out in cell.get("outputs", []):
+        texts.append("".join(out.get("text", "")))
+        for mime, value in out.get("data", {}).items():
+            if mime.startswith("text/") or mime.endswith("json"):
+                texts.append(value if isinstance(value, str) else json.dumps(value))
+    return texts
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_absolute_path_of_any_machine_in_stored_outputs(path):
+    found = [m.group(0) for c in _code_cells(path) for text in _output_texts(c)
+             for m in [*MACHINE_PATH.finditer(text)] + ([re.search(re.escape(str(ROOT)), text)] if str(ROOT) in text else [])]
+    assert not found, f"{path.name}: stored outputs show machine paths {sorted(set(found))[:5]}"
+
+
+def test_the_path_check_finds_a_checkout_path():
+    assert MACHINE_PATH.search("Server: PostgreSQL 18.6 (embedded, socket in /work/main/var/pgdata)")
+    assert MACHINE_PATH.search("see /home/ana/pdw/var/pgdata/log")
+    assert not MACHINE_PATH.search("socket in var/pgdata; https://www.postgresql.org/docs/18/index.html")

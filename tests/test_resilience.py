@@ -162,7 +162,8 @@ def test_killed_mid_load_then_reopened_rebuilds_and_leaves_no_server(tmp_path):
     # A load that is killed (like a kernel killed with kill -9) while the data is streaming in.
     slow = textwrap.dedent("""
         import time
-        from helpers import datasets, db
+        from helpers.data import datasets
+        from helpers import db
         real = datasets.load_into
         def slow_loader(conn, scale, progress):
             conn.execute("CREATE TABLE marker_of_a_started_load (x int)")

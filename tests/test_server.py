@@ -43,7 +43,8 @@ def home(tmp_path):
 
 HOLD = """
     import time
-    from helpers import server, db
+    from helpers.core import server
+    from helpers import db
     server.ensure_running(hold=True)
     with db.connect() as c:
         print(c.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0], flush=True)
@@ -63,7 +64,8 @@ def test_kill_9_of_the_holder_leaves_no_stray_server(home):
 
     # The next user starts fine, prunes the dead holder, and stops the server when it exits.
     nxt = _py(home, """
-        from helpers import server, db
+        from helpers.core import server
+        from helpers import db
         st = server.ensure_running(hold=True)
         with db.connect() as c:
             print(c.execute("SELECT 1").fetchone()[0], len(st.holders), flush=True)
@@ -82,7 +84,8 @@ def test_server_shared_by_two_processes_stops_after_the_last(home):
     a = _py(home, HOLD)
     assert a.stdout.readline().strip()
     b = _py(home, """
-        from helpers import server, db
+        from helpers.core import server
+        from helpers import db
         server.ensure_running(hold=True)
         with db.connect() as c:
             print(c.execute("SELECT 2").fetchone()[0], flush=True)
@@ -146,7 +149,7 @@ def test_unusual_checkout_paths_still_start(tmp_path, subdir):
         home.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["PDW_HOME"] = str(home)
-    code = ("from helpers import db, server\nwith db.connect() as c: print(c.execute('SELECT 1').fetchone()[0])\n"
+    code = ("from helpers import db\nfrom helpers.core import server\nwith db.connect() as c: print(c.execute('SELECT 1').fetchone()[0])\n"
             "print(server.socket_dir() == server._pgdata())")
     try:
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

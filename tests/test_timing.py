@@ -130,7 +130,7 @@ def test_an_index_makes_a_lookup_much_faster(table):
 @pytest.mark.timing
 def test_timer_agrees_with_pgbench(table):
     """The benchmark's comparison in small: same query, same server; a wide margin for a busy machine."""
-    from helpers.bench_timer import run_pgbench
+    from helpers.bench.timer import run_pgbench
 
     query = "SELECT grp, count(*) FROM m GROUP BY grp"
     timer = measure(table, query, warmup=2, repeat=15, explain=False).median

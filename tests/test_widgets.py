@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.errors import WorkbookError
+from helpers.core.errors import WorkbookError
 from helpers.plans import has_seq_scan, uses_index
 from helpers.widgets import BeforeAfter, ScaleExplorer
 

@@ -4,7 +4,7 @@ write costs (time and WAL), read VACUUM's own report, and sweep planning time ov
 The notebook shows the SQL itself; these functions only take the repetitive parts off it (24 ``CREATE TABLE ...
 PARTITION OF`` statements, parsing plans and reports) so that they can be tested (``tests/test_lesson06.py``).
 The lesson's exercises are registered at the end of this module (ids ``06.*``); their reference solutions are in
-:mod:`helpers.solutions06`.
+:mod:`helpers.lessons.solutions.partitioning`.
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import psycopg
 
-from helpers import lesson01  # noqa: F401  (registers the exercises these solve)
-from helpers.solutions import solution
+from helpers.lessons import schema_design  # noqa: F401  (registers the exercises these solve)
+from helpers.lessons.solutions import solution
 
 
 @solution("01.one_to_one")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 #: The project checkout (the package is installed in editable mode from it).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # helpers/core/settings.py -> the checkout
 #: git-ignored: the embedded server's data and local settings. PDW_HOME moves it to PDW_HOME/var (tests use a
 #: throw-away one to run a private server).
 VAR_DIR = Path(os.environ["PDW_HOME"]) / "var" if os.environ.get("PDW_HOME") else PROJECT_ROOT / "var"
@@ -19,6 +19,24 @@ DEFAULT_SCALE = "default"
 DEFAULT_STATEMENT_TIMEOUT = "60s"
 #: Port used when a GUI client asks for TCP (`python -m helpers server start --tcp`).
 DEFAULT_TCP_PORT = 55432
+
+
+def show_path(path: Path | str) -> str:
+    """A path as a learner may see it in a stored output: relative to the checkout (``var/pgdata``), to PDW_HOME or
+    to the temporary directory, never the absolute path of the machine that ran the notebook."""
+    import tempfile
+
+    path = Path(path)
+    bases = [(PROJECT_ROOT, "")]
+    if os.environ.get("PDW_HOME"):
+        bases.insert(0, (Path(os.environ["PDW_HOME"]), "$PDW_HOME/"))
+    bases.append((Path(tempfile.gettempdir()), "$TMPDIR/"))
+    for base, prefix in bases:
+        try:
+            return prefix + str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def statement_timeout() -> str:
@@ -47,7 +65,7 @@ def write_setting(key: str, value) -> None:
 
 def current_scale(explicit: str | None = None) -> str:
     """The data scale: an explicit argument, else PDW_SCALE, else the last `data load --scale`, else 'default'."""
-    from .errors import WorkbookError
+    from helpers.core.errors import WorkbookError
 
     scale = explicit or os.environ.get("PDW_SCALE") or read_settings().get("scale") or DEFAULT_SCALE
     if scale not in SCALES:

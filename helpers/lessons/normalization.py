@@ -6,7 +6,7 @@
 * :func:`fd_report` checks several dependencies at once, as a DataFrame.
 * :func:`sizes` reports rows, table and index sizes of groups of tables (deterministic: the same on 15 and 18).
 * Exercises ``02.determinant``, ``02.decompose`` and ``02.concurrent_refresh`` (solutions in
-  :mod:`helpers.solutions02`).
+  :mod:`helpers.lessons.solutions.normalization`).
 """
 from __future__ import annotations
 
@@ -239,7 +239,7 @@ register(Exercise(
     prompt=(
         "ex_shipments (key: shipment_id, line_no) is a flat table of shipment lines. Which single column,\n"
         "other than warehouse_city itself, determines warehouse_city? Give its name as a string. (You may use\n"
-        "fd_violations from helpers.lesson02 to test candidates.)"
+        "fd_violations from helpers.lessons.normalization to test candidates.)"
     ),
     setup_fn=_setup_shipments,
     checker=_check_determinant,

@@ -10,7 +10,7 @@ Each section has a small measuring function here, so the notebook stays prose, S
   ``executemany``, one set-based UPDATE, COPY + UPDATE) and :func:`time_batch` times each in a
   transaction that is rolled back, so every variant starts from the same data.
 
-Exercises ``05.*`` are registered at the end; reference solutions are in :mod:`helpers.solutions05`.
+Exercises ``05.*`` are registered at the end; reference solutions are in :mod:`helpers.lessons.solutions.query_patterns`.
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import psycopg
 
-import helpers.lesson06  # noqa: F401  (registers the exercises these solve)
-from helpers.solutions import solution
+import helpers.lessons.partitioning  # noqa: F401  (registers the exercises these solve)
+from helpers.lessons.solutions import solution
 
 
 @solution("06.prunable_report")

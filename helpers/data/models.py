@@ -1,6 +1,6 @@
 """The music store as SQLAlchemy 2 typed models (introduced in notebook 01, used again in 04).
 
-They describe exactly the schema in ``helpers/schema.sql``: the same tables, columns, types,
+They describe exactly the schema in ``helpers/data/schema.sql``: the same tables, columns, types,
 nullability, identities, keys, checks and index names (``tests/test_lesson01.py`` creates these
 models in an empty database and compares its catalog with the loaded one). Nothing here is
 created on import and no session is opened: a lesson passes its own engine.
@@ -78,7 +78,7 @@ class Artist(Base):
     artist_id: Mapped[int] = _id()
     name: Mapped[str | None]
 
-    albums: Mapped[list[Album]] = relationship(back_populates="artist")
+    albums: Mapped[list[Album]] = relationship(back_populates="artist", order_by="Album.album_id")
 
     def __repr__(self) -> str:
         return f"Artist({self.artist_id}, {self.name!r})"
@@ -92,7 +92,7 @@ class Album(Base):
     artist_id: Mapped[int] = mapped_column(ForeignKey("artist.artist_id"), index=True)
 
     artist: Mapped[Artist] = relationship(back_populates="albums")
-    tracks: Mapped[list[Track]] = relationship(back_populates="album")
+    tracks: Mapped[list[Track]] = relationship(back_populates="album", order_by="Track.track_id")
 
     def __repr__(self) -> str:
         return f"Album({self.album_id}, {self.title!r})"
@@ -129,7 +129,8 @@ class Playlist(Base):
     name: Mapped[str | None]
 
     # many-to-many through a plain join table: no class for the link, only its Table
-    tracks: Mapped[list[Track]] = relationship(secondary="playlist_track", back_populates="playlists")
+    tracks: Mapped[list[Track]] = relationship(secondary="playlist_track", back_populates="playlists",
+                                               order_by="Track.track_id")
 
     def __repr__(self) -> str:
         return f"Playlist({self.playlist_id}, {self.name!r})"
@@ -215,7 +216,7 @@ class Customer(Base):
     support_rep_id: Mapped[int | None] = mapped_column(ForeignKey("employee.employee_id"), index=True)
 
     support_rep: Mapped[Employee | None] = relationship(back_populates="customers")
-    invoices: Mapped[list[Invoice]] = relationship(back_populates="customer")
+    invoices: Mapped[list[Invoice]] = relationship(back_populates="customer", order_by="Invoice.invoice_id")
 
     def __repr__(self) -> str:
         return f"Customer({self.customer_id}, {self.email!r})"

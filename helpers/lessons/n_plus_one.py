@@ -1,10 +1,12 @@
 """Notebook 04 (N+1 queries): a small ORM of the music store, timed ORM runs, a statement budget, exercises.
 
-The models map a few of the store's existing tables (``helpers/schema.sql``) with SQLAlchemy 2:
-artist → albums → tracks, playlists ⇄ tracks (through ``playlist_track``), customer → invoices.
-:func:`make_models` builds them in a registry of their own, with every relationship's ``lazy``
-strategy chosen by the caller: ``"select"`` (SQLAlchemy's default, which causes N+1) for the
-module-level classes, ``"raise"`` for code under test that must never lazy-load.
+The lesson uses the store's own models (:mod:`helpers.data.models`): artist → albums → tracks,
+playlists ⇄ tracks (through ``playlist_track``), customer → invoices, with SQLAlchemy's default
+``lazy="select"``, which causes N+1. :func:`make_models` builds a second, *strict* mapping of those
+tables for section 4, where every relationship is ``lazy="raise"``. It has to be a mapping of its own:
+a relationship's ``lazy`` strategy is fixed when its class is mapped, and a table is mapped once per
+registry. It maps only the columns the lesson reads; ``tests/test_lesson04.py`` checks each of them against
+:mod:`helpers.data.models` (same table, name and type), so the two cannot drift apart.
 
 :func:`time_orm` runs a piece of ORM code in a fresh session several times and reports what it
 cost: statements (counted with :func:`helpers.counter.count_statements`), rows and values the
@@ -25,6 +27,7 @@ from sqlalchemy import Column, ForeignKey, Numeric, Select, Table, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from helpers.counter import StatementLog, count_statements
+from helpers.data import models
 from helpers.exercises import CheckResult, Exercise, register
 from helpers.fmt import fmt_time
 
@@ -37,12 +40,12 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------- the models
 
-def make_models(lazy: str = "select") -> SimpleNamespace:
-    """Artist, Album, Track, Playlist, Customer, Invoice mapped onto the store's tables (lesson 04).
+def make_models(lazy: str = "raise") -> SimpleNamespace:
+    """Artist, Album, Track, Playlist, Customer, Invoice mapped again onto the store's tables, strict (lesson 04 §4).
 
-    Every relationship gets ``lazy=lazy``: ``"select"`` loads related rows on first access with one
-    SELECT each time (the N+1 default), ``"raise"`` refuses to, so each query must say how to load
-    what it needs (``selectinload``, ``joinedload``). Each call builds classes in a new registry.
+    Every relationship gets ``lazy=lazy``: ``"raise"`` refuses to load on access, so each query must say how
+    to load what it needs (``selectinload``, ``joinedload``); ``"select"`` gives the N+1 default again.
+    Each call builds classes in a new registry (see the module docstring for why a second mapping).
     """
 
     class Base(DeclarativeBase):
@@ -128,13 +131,13 @@ def make_models(lazy: str = "select") -> SimpleNamespace:
                            Customer=Customer, Invoice=Invoice, playlist_track=playlist_track, lazy=lazy)
 
 
-_default = make_models("select")
-Artist = _default.Artist
-Album = _default.Album
-Track = _default.Track
-Playlist = _default.Playlist
-Customer = _default.Customer
-Invoice = _default.Invoice
+# The lesson's everyday models are the store's (lazy="select", the N+1 default).
+Artist = models.Artist
+Album = models.Album
+Track = models.Track
+Playlist = models.Playlist
+Customer = models.Customer
+Invoice = models.Invoice
 
 
 # ---------------------------------------------------------------------------------------------- the loops

@@ -1,14 +1,14 @@
 """Reference solutions of lesson 03's exercises (notebooks/03_indexing.ipynb); notebooks never import this.
 
 ``tests/test_lesson03.py`` proves for each one that the check fails on the starting state and passes
-after the solution. Registered with :func:`helpers.solutions.solution` on import.
+after the solution. Registered with :func:`helpers.lessons.solutions.solution` on import.
 """
 from __future__ import annotations
 
 import psycopg
 
-from helpers import lesson03  # noqa: F401  (registers the exercises these solve)
-from helpers.solutions import solution
+from helpers.lessons import indexing  # noqa: F401  (registers the exercises these solve)
+from helpers.lessons.solutions import solution
 
 
 @solution("03.index_only_scan")

@@ -14,7 +14,7 @@ What lives here rather than in the notebook:
 - :func:`insert_throughput`: the write cost of 0, 1, 3 and 6 indexes on a scratch table;
 - :func:`redundant_indexes` and :func:`unused_indexes`: the two classic index audits;
 - the lesson's checked exercises (ids ``03.*``), registered on import; reference solutions are in
-  :mod:`helpers.solutions03`.
+  :mod:`helpers.lessons.solutions.indexing`.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Introduced in 00_start_here (the loader). In one run, on the workbook's server, with scratch databases that
 are dropped afterwards:
 
-1. the loader (:func:`helpers.datasets.load_into`): rows/s of the COPY phase with generation included, and
+1. the loader (:func:`helpers.data.datasets.load_into`): rows/s of the COPY phase with generation included, and
    the whole load (keys, indexes, ``VACUUM (ANALYZE)``) in seconds. The loader sends ``plays`` (the big
    table) in binary COPY format, which spares the server parsing numbers and timestamps, so it can beat
    the CSV ceiling;
@@ -31,8 +31,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as pgsql
 
-from . import datasets, generate
-from .fmt import fmt_rate, fmt_ratio, fmt_time
+from helpers.data import datasets, generate
+from helpers.fmt import fmt_rate, fmt_ratio, fmt_time
 
 
 def _write_csv_files(scale: str, out: Path) -> list[tuple[str, Path, bool, int]]:
@@ -118,7 +118,8 @@ def _to_sql(url: str, conn: psycopg.Connection, files, sample_rows: int, total_r
 
 def main(argv: list[str]) -> int:
     """Run the benchmark; print the figures and the summary line. Returns a process exit code."""
-    from . import db, server
+    from helpers import db
+    from helpers.core import server
 
     ap = argparse.ArgumentParser(prog="python -m helpers bench load", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", default="default", choices=list(generate.SCALES))

@@ -22,103 +22,15 @@ from typing import Iterator
 import psycopg
 from psycopg import sql as pgsql
 
-from .errors import WorkbookError
+from helpers.core.errors import WorkbookError
+from helpers.data import generate
+from helpers.data.chinook import (CHINOOK_TABLES, DATA_DIR, RESTORE_HINT, chinook_file, manifest_digest,  # noqa: F401
+                                  read_chinook, read_manifest, verify_manifest)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "datasets"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema.sql"
-RESTORE_HINT = "restore the shipped files with `git checkout -- datasets/` and load again"
 
-#: The scales the generator knows, smallest first (row targets in :data:`helpers.generate.SCALES`).
+#: The scales the generator knows, smallest first (row targets in :data:`helpers.data.generate.SCALES`).
 SCALES = ("tiny", "default", "workshop")
-
-#: Chinook tables in load order (parents before children).
-CHINOOK_TABLES = ("artist", "album", "genre", "media_type", "playlist", "track", "playlist_track", "employee",
-                  "customer", "invoice", "invoice_line")
-
-
-# ---------------------------------------------------------------- the shipped files
-
-def _manifest_path(data_dir: Path | None) -> Path:
-    return (data_dir or DATA_DIR) / "manifest.json"
-
-
-def read_manifest(data_dir: Path | None = None) -> dict:
-    """The parsed ``manifest.json``; WorkbookError if it is missing or unreadable."""
-    path = _manifest_path(data_dir)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
-    except ValueError:
-        raise WorkbookError(f"{_show(path)} is not valid JSON (corrupted); {RESTORE_HINT}.") from None
-
-
-def manifest_digest(data_dir: Path | None = None) -> str:
-    """SHA-256 of ``manifest.json``: it changes whenever any shipped file does."""
-    path = _manifest_path(data_dir)
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
-
-
-def _show(path: Path) -> str:
-    """``datasets/chinook/track.csv.gz`` rather than an absolute path, when it lives in the checkout."""
-    try:
-        return str(path.relative_to(DATA_DIR.parent))
-    except ValueError:
-        return str(path)
-
-
-def verify_manifest(data_dir: Path | None = None) -> dict[str, int]:
-    """Check every shipped file against the manifest (exists, SHA-256, row count); return rows per table.
-
-    Introduced in 00_start_here (``python -m helpers data verify``). Raises WorkbookError naming the first
-    file that is missing or does not match, and saying how to restore it.
-    """
-    base = data_dir or DATA_DIR
-    manifest = read_manifest(data_dir)
-    rows: dict[str, int] = {}
-    for rel, info in manifest["files"].items():
-        path = base / rel
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
-        if hashlib.sha256(data).hexdigest() != info["sha256"]:
-            raise WorkbookError(f"{_show(path)} does not match its checksum in datasets/manifest.json "
-                                f"(corrupted or edited); {RESTORE_HINT}.")
-        n = _csv_gz_rows(data)
-        if n != info["rows"]:  # only reachable if the manifest itself was edited
-            raise WorkbookError(f"{_show(path)} has {n} rows but datasets/manifest.json says {info['rows']}; "
-                                f"{RESTORE_HINT}.")
-        rows[info["table"]] = n
-    missing = set(CHINOOK_TABLES) - set(rows)
-    if missing:
-        raise WorkbookError(f"datasets/manifest.json lists no file for {', '.join(sorted(missing))}; {RESTORE_HINT}.")
-    return rows
-
-
-def _csv_gz_rows(data: bytes) -> int:
-    text = gzip.decompress(data).decode("utf-8")
-    return sum(1 for _ in csv.reader(io.StringIO(text))) - 1  # minus the header
-
-
-def chinook_file(table: str, data_dir: Path | None = None) -> Path:
-    return (data_dir or DATA_DIR) / "chinook" / f"{table}.csv.gz"
-
-
-def read_chinook(table: str, data_dir: Path | None = None) -> list[dict[str, str | None]]:
-    """The rows of one Chinook table as dicts of strings (None for NULL)."""
-    path = chinook_file(table, data_dir)
-    try:
-        text = gzip.decompress(path.read_bytes()).decode("utf-8")
-    except FileNotFoundError:
-        raise WorkbookError(f"{_show(path)} is missing; {RESTORE_HINT}.") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader)
-    return [{k: (v if v != "" else None) for k, v in zip(header, row)} for row in reader]
-
 
 # ---------------------------------------------------------------- the schema
 
@@ -136,8 +48,7 @@ def schema_statements() -> tuple[list[str], list[str]]:
 
 def table_names() -> list[str]:
     """All tables of the music store, in load order."""
-    from .generate import GENERATED_TABLES
-    return list(CHINOOK_TABLES) + [t for t in GENERATED_TABLES if t not in CHINOOK_TABLES]
+    return list(CHINOOK_TABLES) + [t for t in generate.GENERATED_TABLES if t not in CHINOOK_TABLES]
 
 
 # ---------------------------------------------------------------- loading
@@ -148,9 +59,8 @@ Segment = tuple[str, bool, tuple[str, str]]  # (table, has_header, (kind, table)
 def _segments(scale: str, data_dir: Path | None, binary: bool = True) -> list[Segment]:
     """What to COPY, in load order: each Chinook file, then the generated rows of the same table.
 
-    With ``binary``, the tables in :data:`helpers.generate.BINARY_TABLES` are sent in binary COPY format.
+    With ``binary``, the tables in :data:`helpers.data.generate.BINARY_TABLES` are sent in binary COPY format.
     """
-    from . import generate
 
     segs: list[Segment] = []
     for table in table_names():
@@ -164,7 +74,6 @@ def _segments(scale: str, data_dir: Path | None, binary: bool = True) -> list[Se
 
 def _chunks(source: tuple[str, str], scale: str, data_dir: Path | None) -> Iterator[bytes]:
     """The CSV bytes of one segment: a whole (small) Chinook file, or the generator's chunks."""
-    from . import generate
 
     kind, table = source
     if kind == "chinook":
@@ -197,13 +106,12 @@ class _Producer(threading.Thread):
         return False
 
     def run(self) -> None:
-        from .generate import CHUNK_ROWS
 
         try:
             for i, (_, header, source) in enumerate(self.segments):
                 for chunk in _chunks(source, self.scale, self.data_dir):
                     if source[0] == "binary":  # header and trailer are chunks of their own
-                        rows = CHUNK_ROWS if len(chunk) > 32 else 0
+                        rows = generate.CHUNK_ROWS if len(chunk) > 32 else 0
                     else:
                         rows = chunk.count(b"\n") - (1 if header else 0)
                     if not self._put((i, chunk, rows)):
@@ -226,7 +134,6 @@ def load_into(conn: psycopg.Connection, scale: str, progress: bool = True, *,
     caller drops the database. ``timings`` (optional) receives seconds per phase: ``copy``, ``constraints``,
     ``vacuum_analyze``, ``total``.
     """
-    from . import generate
     from tqdm.auto import tqdm
 
     if scale not in generate.SCALES:

@@ -2,9 +2,9 @@
 
 * :func:`ddl` compiles models or tables to the DDL PostgreSQL receives (``CREATE TABLE`` and
   ``CREATE INDEX``, for the postgresql dialect), without touching a database.
-* :func:`model_source` prints a model as it is written in :mod:`helpers.models`.
+* :func:`model_source` prints a model as it is written in :mod:`helpers.data.models`.
 * :class:`LessonBase` holds the two tables this lesson adds to the music store, on a metadata of
-  their own so that :mod:`helpers.models` stays exactly ``schema.sql``:
+  their own so that :mod:`helpers.data.models` stays exactly ``schema.sql``:
   :class:`CustomerProfile` (a one-to-one relationship: a UNIQUE foreign key) and
   :class:`Subscription` (every Prisma attribute of the translation table, as SQLAlchemy).
 * :class:`PassivePlaylist` maps the store's playlist with ``passive_deletes=True`` (in a registry of its own), to
@@ -12,7 +12,7 @@
 * :func:`fk_actions` lists foreign keys with their ``ON DELETE`` / ``ON UPDATE`` actions; :func:`refused_by` names
   the constraint that refused a statement; :func:`measure_delete` times deleting a parent row.
 * Exercises ``01.one_to_one``, ``01.on_delete`` and ``01.updated_at`` (solutions in
-  :mod:`helpers.solutions01`).
+  :mod:`helpers.lessons.solutions.schema_design`).
 """
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ from sqlalchemy.dialects.postgresql import CreateEnumType
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from helpers import models
+from helpers.data import models
 from helpers.exercises import CheckResult, Exercise, register
-from helpers.models import NAMING_CONVENTION, Customer
+from helpers.data.models import NAMING_CONVENTION, Customer
 from helpers.timing import Measurement, as_connection
 
 __all__ = [
@@ -121,7 +121,7 @@ def model_source(name: str, module: Any = models) -> str:
 # ---------------------------------------------------------------- the lesson's own tables
 
 class LessonBase(DeclarativeBase):
-    """Tables lesson 01 adds to its own database; a separate metadata keeps helpers.models equal to schema.sql."""
+    """Tables lesson 01 adds to its own database; a separate metadata keeps helpers.data.models equal to schema.sql."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {str: Text}

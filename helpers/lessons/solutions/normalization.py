@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import psycopg
 
-from helpers import lesson02  # noqa: F401  (registers the exercises these solve)
-from helpers.solutions import solution
+from helpers.lessons import normalization  # noqa: F401  (registers the exercises these solve)
+from helpers.lessons.solutions import solution
 
 
 @solution("02.determinant")

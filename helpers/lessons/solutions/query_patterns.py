@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import psycopg
 
-from helpers import lesson05
-from helpers.solutions import solution
+from helpers.lessons import query_patterns
+from helpers.lessons.solutions import solution
 
 
 @solution("05.keyset_next_page")
@@ -12,7 +12,7 @@ def _keyset_next_page(conn: psycopg.Connection) -> str:
     conn.execute("CREATE INDEX IF NOT EXISTS plays_played_at_play_id_idx ON plays (played_at, play_id)")
     return (
         "SELECT play_id, customer_id, track_id, played_at FROM plays\n"
-        f"WHERE (played_at, play_id) > {lesson05.keyset_cursor_text(conn)}\n"
+        f"WHERE (played_at, play_id) > {query_patterns.keyset_cursor_text(conn)}\n"
         "ORDER BY played_at, play_id\nLIMIT 20"
     )
 

@@ -1,0 +1,7 @@
+"""Benchmarks a maintainer runs by hand (``python -m helpers bench load|timer``); they print ratios, never assert.
+
+- :mod:`~helpers.bench.load`: how fast each scale loads (COPY vs inserts, indexes after the load).
+- :mod:`~helpers.bench.timer`: the workbook's ``measure`` against pgbench on the same statement.
+
+May import the toolkit, the data world and the core, never a lesson.
+"""

@@ -1,0 +1,31 @@
+"""Lesson-only code: one module per notebook, named for its topic, with its reference solutions in ``solutions/``.
+
+A notebook imports its module under a short name::
+
+    from helpers.lessons import indexing as l3
+
+==========================  =====================================
+notebook                    module
+==========================  =====================================
+``01_schema_design``        :mod:`~helpers.lessons.schema_design`
+``02_normalization``        :mod:`~helpers.lessons.normalization`
+``03_indexing``             :mod:`~helpers.lessons.indexing`
+``04_n_plus_one``           :mod:`~helpers.lessons.n_plus_one`
+``05_query_patterns``       :mod:`~helpers.lessons.query_patterns`
+``06_partitioning``         :mod:`~helpers.lessons.partitioning`
+==========================  =====================================
+
+A lesson module registers its exercises (:mod:`helpers.exercises`) when imported, and may import the toolkit, the
+data world and the core. Nothing outside ``helpers.lessons`` imports a lesson, and a lesson does not import another
+lesson: what two lessons share belongs in the toolkit. ``solutions/`` is for the tests only; notebooks never import it.
+"""
+
+#: Notebook stem -> module name in this package.
+MODULES = {
+    "01_schema_design": "schema_design",
+    "02_normalization": "normalization",
+    "03_indexing": "indexing",
+    "04_n_plus_one": "n_plus_one",
+    "05_query_patterns": "query_patterns",
+    "06_partitioning": "partitioning",
+}
