@@ -474,13 +474,20 @@ def _explained(lesson: Lesson) -> Iterator[None]:
         raise WorkbookError(explain_sql_error(exc, lesson.timeout)) from None
 
 
-def lesson(name: str, scale: str | None = None, *, quiet: bool = False) -> Lesson:
+def lesson(name: str, scale: str | None = None, *, quiet: bool = False, min_scale: str | None = None) -> Lesson:
     """Give a notebook its own, freshly copied database. Re-running it starts the lesson over.
 
-    Prints which server, version and data scale the notebook runs on.
+    Prints which server, version and data scale the notebook runs on. ``min_scale`` is for lessons whose
+    measurements need tables of a certain size: below it, the lesson says so in one sentence and uses that scale
+    (loading it once if needed).
     """
     show_without_traceback()
     scale = settings.current_scale(scale)
+    if min_scale is not None and settings.SCALES.index(scale) < settings.SCALES.index(min_scale):
+        if not quiet:
+            print(f"This lesson measures effects that need at least the {min_scale!r} data set (at {scale!r} its "
+                  f"tables are too small to show them), so it uses {min_scale!r}.")
+        scale = min_scale
     tgt = target()
     template = ensure_template(scale, progress=not quiet)
     with connect(tgt=tgt) as admin:

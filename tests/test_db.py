@@ -146,6 +146,26 @@ def test_lesson_is_fresh_each_time(tiny_template):
             db.drop_own(admin, second.dbname)
 
 
+def test_min_scale_raises_the_scale_and_says_so_in_one_sentence(monkeypatch, capsys):
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_template(scale, **_):
+        asked.append(scale)
+        raise Stop
+
+    monkeypatch.setattr(db, "ensure_template", fake_template)
+    for current, minimum, used in (("tiny", "default", "default"), ("default", "default", "default"),
+                                   ("workshop", "default", "workshop"), ("tiny", None, "tiny")):
+        with pytest.raises(Stop):
+            db.lesson("96_scale", current, min_scale=minimum)
+        assert asked.pop() == used
+        said = capsys.readouterr().out.strip()
+        assert (said.count(".") == 1 and "'default' data set" in said) if used != current else said == ""
+
+
 def test_lesson_sql_errors_are_one_sentence_and_connection_survives(tiny_template, capsys):
     with db.temporary_lesson("97_errors") as les:
         with pytest.raises(WorkbookError, match='relation "no_such_table" does not exist'):
