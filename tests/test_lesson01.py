@@ -1,6 +1,7 @@
 """Lesson 01: the models equal schema.sql, the DDL helper, the lesson's tables and helpers, and its exercises."""
 from __future__ import annotations
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine
 
@@ -219,3 +220,18 @@ def test_passive_playlist_leaves_the_links_to_on_delete_cascade(les):
         session.commit()
     assert log.count == 2  # SELECT the playlist, DELETE it: the links are the database's job
     assert les.scalar("SELECT count(*) FROM playlist_track WHERE playlist_id = 15") == 0
+
+
+def test_restrict_violation_sqlstate_depends_on_the_server_version(les):
+    """What the RESTRICT cell and refused_by's docstring say: 23001 since PostgreSQL 18, 23503 before."""
+    les.run("CREATE TABLE r_parent (id int PRIMARY KEY); CREATE TABLE r_child (pid int REFERENCES r_parent "
+            "ON DELETE RESTRICT); INSERT INTO r_parent VALUES (1); INSERT INTO r_child VALUES (1)")
+    try:
+        with pytest.raises(psycopg.errors.IntegrityError) as caught:
+            les.conn.execute("DELETE FROM r_parent")
+        new = les.conn.info.server_version >= 180000
+        assert caught.value.sqlstate == ("23001" if new else "23503")
+        assert ("violates RESTRICT setting" in str(caught.value)) == new
+        assert refused_by(les, "DELETE FROM r_parent") == "r_child_pid_fkey"
+    finally:
+        les.run("DROP TABLE r_child, r_parent")

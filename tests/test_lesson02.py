@@ -53,6 +53,7 @@ def test_sizes_counts_rows_and_whole_pages(les, people):
     assert df.loc["catalogue", "rows"] == les.scalar("SELECT (SELECT count(*) FROM artist) + "
                                                      "(SELECT count(*) FROM album)")
     assert df.loc["people", "index bytes"] == 0 and df.loc["catalogue", "index bytes"] > 0
+    assert df.loc["people", "indexes"] == 0 and df.loc["catalogue", "indexes"] == 3  # two keys, album.artist_id
     assert (df["table bytes"] % 8192 == 0).all() and (df["index bytes"] % 8192 == 0).all()
     assert pretty_bytes(60948480) == "58.1 MB" and pretty_bytes(8192) == "8 kB" and pretty_bytes(5 << 20) == "5,120 kB"
 

@@ -66,7 +66,7 @@ def pretty_bytes(n: int) -> str:
 
 
 def sizes(conn: Any, groups: dict[str, Sequence[str]]) -> Any:
-    """Rows, table (heap) and index bytes of each group of tables, as a DataFrame (lesson 02).
+    """Rows, table (heap) bytes, index count and index bytes of each group of tables, as a DataFrame (lesson 02).
 
     Heap and index sizes are counted in pages (the main fork only, so they do not depend on whether the
     free-space map exists yet), which makes them the same on every PostgreSQL version for the same rows.
@@ -76,7 +76,7 @@ def sizes(conn: Any, groups: dict[str, Sequence[str]]) -> Any:
     conn = as_connection(conn)
     out = []
     for label, tables in groups.items():
-        rows = heap = index = 0
+        rows = heap = index = n_indexes = 0
         for table in tables:
             ident = pgsql.Identifier(table)
             rows += conn.execute(pgsql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
@@ -84,7 +84,10 @@ def sizes(conn: Any, groups: dict[str, Sequence[str]]) -> Any:
             index += conn.execute(
                 "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index WHERE indrelid = %s::regclass",
                 (table,)).fetchone()[0]
-        out.append({"tables": label, "rows": int(rows), "table bytes": int(heap), "index bytes": int(index),
+            n_indexes += conn.execute("SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass",
+                                      (table,)).fetchone()[0]
+        out.append({"tables": label, "rows": int(rows), "table bytes": int(heap), "indexes": int(n_indexes),
+                    "index bytes": int(index),
                     "total": pretty_bytes(int(heap + index))})
     return pd.DataFrame(out).set_index("tables")
 

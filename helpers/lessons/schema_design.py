@@ -268,8 +268,9 @@ def refused_by(conn: Any, statement: str) -> str | None:
     """Run ``statement``; if PostgreSQL refuses it, return the name of the constraint that did (lesson 01).
 
     None if the statement was accepted (and then it has been applied). The name is the same on every version,
-    unlike the wording and even the SQLSTATE of some errors: PostgreSQL 17 reports a RESTRICT violation as
-    ``restrict_violation`` (23001) with its own message, older versions as ``foreign_key_violation`` (23503).
+    unlike the wording and even the SQLSTATE of some errors: since PostgreSQL 18 a RESTRICT violation is
+    ``restrict_violation`` (23001, "violates RESTRICT setting of foreign key constraint"); up to 17 it is
+    ``foreign_key_violation`` (23503) with the same message as NO ACTION.
     """
     conn = as_connection(conn)
     try:
