@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from helpers.core.errors import WorkbookError
+from helpers.db import FAILED_TRANSACTION_NOTE, recover
 from helpers.fmt import fmt_ratio, fmt_time
 from helpers.plans import Plan, PlanDiff, diff_plans, figure_png, plan_summary, png_figure
 from helpers.timing import Comparison, Measurement, as_connection, compare, measure
@@ -26,6 +27,21 @@ from helpers.timing import Comparison, Measurement, as_connection, compare, meas
 __all__ = ["BeforeAfter", "BeforeAfterResult", "ScaleExplorer", "ScaleResult", "one_line_error"]
 
 Change = str | Callable[[psycopg.Connection], Any]
+
+
+CLOSED = ("This widget was created before the lesson was reset (re-running the lesson's first cell gives a new "
+          "database and closes the old connection): re-run this widget's cell to make a new one.")
+
+
+def _usable(conn: psycopg.Connection) -> None:
+    """Before a widget touches the database: a closed connection gets one sentence, a failed transaction a rollback."""
+    if conn.closed:
+        raise WorkbookError(CLOSED)
+    recover(conn)
+
+
+def _lost(conn: psycopg.Connection, exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.OperationalError) and bool(conn.closed)
 
 
 def one_line_error(exc: BaseException) -> str:
@@ -233,16 +249,23 @@ class BeforeAfter:
         change = self.change
         if change is None:
             raise WorkbookError("There is no change to measure: type one in the Change box (for example CREATE INDEX ...).")
+        _usable(self.conn)
         if self.applied:
             self.revert()
         try:
             before = measure(self.conn, self.query, self.params, warmup=self.warmup, repeat=self.repeat)
         except psycopg.Error as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(f"The query failed, nothing was changed: {one_line_error(exc)}") from None
         self.apply()
         try:
             after = measure(self.conn, self.query, self.params, warmup=self.warmup, repeat=self.repeat)
         except psycopg.Error as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(
                 f"The query failed after the change (which is still applied; revert it to undo): {one_line_error(exc)}"
             ) from None
@@ -254,10 +277,14 @@ class BeforeAfter:
         change = self.change
         if change is None:
             raise WorkbookError("There is no change to apply: type one in the Change box.")
+        _usable(self.conn)
         seen = _user_indexes(self.conn)
         try:
             _run_change(self.conn, change)
         except Exception as exc:  # a learner's callable may raise anything
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             message = one_line_error(exc)
             # outside a transaction (CREATE INDEX CONCURRENTLY) a failure can leave an invalid index: drop it
             leftovers = _user_indexes(self.conn) - seen
@@ -272,6 +299,7 @@ class BeforeAfter:
         """Undo the change: run ``revert``, or drop the indexes the change created."""
         if not self.applied:
             return
+        _usable(self.conn)
         try:
             if self._revert is not None:
                 _run_change(self.conn, self._revert)
@@ -285,6 +313,9 @@ class BeforeAfter:
         except WorkbookError:
             raise
         except Exception as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(f"Reverting failed, the change is still applied: {one_line_error(exc)}") from None
         self._created_indexes = set()
         self.applied = False
@@ -303,28 +334,36 @@ class BeforeAfter:
         self.status.value = "The change is applied: press “Revert the change” to undo it." if self.applied \
             else "The change is not applied."
 
+    def _recovered(self) -> str:
+        """Roll back a failed transaction before a button's work; the note goes into the widget, not the log."""
+        if not self.conn.closed and recover(self.conn, say=False):
+            return FAILED_TRANSACTION_NOTE + "\n"
+        return ""
+
     def _on_run(self) -> None:
         self.last_error = None
+        note = self._recovered()
         try:
             result = self.run()
         except Exception as exc:  # a button must not raise: the message goes into the widget
-            self._error(exc)
+            self._error(exc, note)
         else:
-            self._show(result.text(), figure_png(result.figure()))
+            self._show(note + result.text(), figure_png(result.figure()))
         self._sync()
 
-    def _error(self, exc: Exception) -> None:
+    def _error(self, exc: Exception, note: str = "") -> None:
         self.last_error = str(exc) if isinstance(exc, WorkbookError) else one_line_error(exc)
-        self._show(f"Error: {self.last_error}")
+        self._show(f"{note}Error: {self.last_error}")
 
     def _on_revert(self) -> None:
         self.last_error = None
+        note = self._recovered()
         try:
             self.revert()
         except Exception as exc:
-            self._error(exc)
+            self._error(exc, note)
         else:
-            self._show("Reverted: the database is back to the state before the change.")
+            self._show(note + "Reverted: the database is back to the state before the change.")
         self._sync()
 
 
@@ -459,6 +498,7 @@ class ScaleExplorer:
         """Build each size, time the query, apply the change, time it again; returns the result."""
         before: list[Measurement] = []
         after: list[Measurement] = []
+        _usable(self.conn)
         try:
             self.drop()
             self.conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
@@ -473,14 +513,18 @@ class ScaleExplorer:
                 self.conn.execute(pgsql.SQL("ANALYZE {}").format(table))
                 after.append(measure(self.conn, query, warmup=self.warmup, repeat=self.repeat))
         except psycopg.Error as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(f"The scale explorer stopped: {one_line_error(exc)}") from None
         except (KeyError, IndexError, ValueError) as exc:
             raise WorkbookError(
                 f"A SQL template has a placeholder other than {{table}} or {{n}} ({exc}); write literal braces as {{{{ }}}}."
             ) from None
         finally:
-            if not self.keep:
+            if not self.keep and not self.conn.closed:
                 try:
+                    recover(self.conn, say=False)
                     self.drop()
                 except psycopg.Error:
                     pass
@@ -491,6 +535,8 @@ class ScaleExplorer:
     def _on_run(self) -> None:
         self.last_error = None
         self.out.outputs = ()
+        if not self.conn.closed and recover(self.conn, say=False):
+            self.out.append_stdout(FAILED_TRANSACTION_NOTE + "\n")
         try:
             result = self.run()
         except Exception as exc:  # a button must not raise: the message goes into the widget
