@@ -126,9 +126,9 @@ class Exercise:
                 baseline = _BASELINES.get((self.id, _conn_key(conn)))
                 if baseline is not None and baseline == _fingerprint(conn):
                     return CheckResult(
-                        False, "There is no answer yet (not answered yet): the database is still exactly as the "
-                        "setup left it. Make your change (for example with db.run(\"...\")), then run this check "
-                        "again.", answered=False)
+                        False, "There is no answer yet (not answered yet): since the setup no table, column, "
+                        "constraint, index or trigger has changed and no row was added or removed. Make your change "
+                        "(for example with db.run(\"...\")), then run this check again.", answered=False)
             return self.checker(conn, answer)
         except psycopg.Error as exc:
             from helpers.widgets import one_line_error
@@ -150,26 +150,27 @@ _BASELINES: dict[tuple[str, tuple], str] = {}
 # partitions, and the row count of each table the exercises create (ex...), so a DELETE counts as an attempt too.
 _FINGERPRINT = r"""
 SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (
-  SELECT 'c ' || c.relname || ' ' || c.relkind || ' ' || coalesce(pg_get_expr(c.relpartbound, c.oid), '')
-         || ' ' || c.relispopulated FROM pg_class c
+  SELECT concat_ws(' ', 'c', c.relname, c.relkind::text, pg_get_expr(c.relpartbound, c.oid), c.relispopulated::text)
+    FROM pg_class c
    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'i', 'I', 'S', 'f')
   UNION ALL
-  SELECT 'a ' || a.attrelid::regclass || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' '
-         || a.attnotnull || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+  SELECT concat_ws(' ', 'a', a.attrelid::regclass::text, a.attname, format_type(a.atttypid, a.atttypmod),
+                   a.attnotnull::text, pg_get_expr(d.adbin, d.adrelid))
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
    WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
   UNION ALL
-  SELECT 'k ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+  SELECT concat_ws(' ', 'k', conrelid::regclass::text, conname, pg_get_constraintdef(oid)) FROM pg_constraint
    WHERE connamespace = 'public'::regnamespace
   UNION ALL
-  SELECT 'i ' || pg_get_indexdef(indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+  SELECT concat_ws(' ', 'i', pg_get_indexdef(indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
    WHERE c.relnamespace = 'public'::regnamespace
   UNION ALL
-  SELECT 't ' || pg_get_triggerdef(t.oid) || ' ' || t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+  SELECT concat_ws(' ', 't', pg_get_triggerdef(t.oid), t.tgenabled::text) FROM pg_trigger t
+    JOIN pg_class c ON c.oid = t.tgrelid
    WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal
   UNION ALL
-  SELECT 'f ' || p.oid::regprocedure || ' ' || md5(coalesce(p.prosrc, '')) FROM pg_proc p
+  SELECT concat_ws(' ', 'f', p.oid::regprocedure::text, md5(coalesce(p.prosrc, ''))) FROM pg_proc p
    WHERE p.pronamespace = 'public'::regnamespace
 ) AS catalog(x)
 """
