@@ -323,12 +323,26 @@ def _check_counts(conn: psycopg.Connection, answer: Any) -> CheckResult:
     expected = conn.execute(_EXPECTED_COUNTS).fetchall()
     if got and len(got[0]) != 2:
         return CheckResult(False, f"Return two columns (name, album count); your query returns {len(got[0])}.")
+    if got and all(isinstance(c, str) and not isinstance(n, str) for n, c in got):
+        return CheckResult(False, "The columns are the other way round: the artist's name first, then the count.")
     try:
         same = sorted((str(n), int(c)) for n, c in got) == sorted((n, c) for n, c in expected)
     except (TypeError, ValueError):
         same = False
     if same:
         return CheckResult(True, f"One query, {len(got)} rows, artists without albums included with 0.")
+    want = {n: c for n, c in expected}
+    try:
+        mine = {str(n): int(c) for n, c in got}
+    except (TypeError, ValueError):
+        mine = {}
+    if len(mine) == len(want) and set(mine) == set(want):
+        off = [n for n in want if mine[n] != want[n]]
+        if off and all(want[n] == 0 and mine[n] == 1 for n in off):
+            return CheckResult(
+                False, f"{len(off)} artists without albums show 1 instead of 0: count(*) counts the row the LEFT JOIN "
+                       "makes for them, with every album column NULL. Count an album column instead, e.g. "
+                       "count(album.id), which skips NULLs.")
     if len(got) < len(expected):
         return CheckResult(
             False,
