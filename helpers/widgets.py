@@ -152,7 +152,7 @@ class BeforeAfterResult:
         err = [[(m.median - m.q1) * 1000 for m in (self.before, self.after)],
                [(m.q3 - m.median) * 1000 for m in (self.before, self.after)]]
         t_ax.barh(names, meds, xerr=err, color=["tab:gray", "tab:blue"], capsize=3)
-        t_ax.set_xlabel("median round trip (ms), IQR whiskers")
+        t_ax.set_xlabel("median round trip (ms); whiskers: IQR, the middle half of the runs")
         t_ax.invert_yaxis()
         pages = [m.pages or 0 for m in (self.before, self.after)]
         p_ax.barh(names, pages, color=["tab:gray", "tab:orange"])
@@ -382,6 +382,12 @@ class ScaleResult:
     sizes: list[int]
     before: list[Measurement]
     after: list[Measurement]
+    change: str = ""  # the change, as the legend names it ("CREATE INDEX ON t (id)")
+
+    @property
+    def change_label(self) -> str:
+        text = " ".join(self.change.split()) or "the change"
+        return text if len(text) <= 48 else text[:47] + "…"
 
     @staticmethod
     def _slope(sizes: Sequence[int], ms: Sequence[Measurement]) -> float:
@@ -424,8 +430,8 @@ class ScaleResult:
         """Log-log plot of median time (with IQR) and pages against rows, with and without the change."""
         fig = png_figure(figsize=(8, 3), layout="constrained")
         t_ax, p_ax = fig.subplots(1, 2)
-        for ms, label, color in ((self.before, "without the change", "tab:gray"),
-                                 (self.after, "with the change", "tab:blue")):
+        for ms, label, color in ((self.before, f"without {self.change_label}", "tab:gray"),
+                                 (self.after, f"with {self.change_label}", "tab:blue")):
             med = [m.median * 1000 for m in ms]
             err = [[(m.median - m.q1) * 1000 for m in ms], [(m.q3 - m.median) * 1000 for m in ms]]
             t_ax.errorbar(self.sizes, med, yerr=err, marker="o", label=label, color=color, capsize=3)
@@ -529,7 +535,7 @@ class ScaleExplorer:
                 except psycopg.Error:
                     pass
         self.status.value = f"Measured {', '.join(f'{n:,}' for n in self.sizes)} rows."
-        self.result = ScaleResult(self.sizes, before, after)
+        self.result = ScaleResult(self.sizes, before, after, self.change.replace("{table}", "t"))
         return self.result
 
     def _on_run(self) -> None:

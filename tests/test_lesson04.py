@@ -149,3 +149,10 @@ def test_predict_count(les):
     with count_statements(les.engine) as log, Session(les.engine) as session:
         catalog(session, stmt)
     assert log.count == answer
+
+
+def test_growth_chart_says_it_plots_the_fastest_run():
+    from helpers.lessons.n_plus_one import plot_growth
+
+    fig = plot_growth([1, 2], {"lazy": [0.001, 0.002]}, "t")
+    assert fig.axes[0].get_ylabel().startswith("fastest run")

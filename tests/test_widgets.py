@@ -221,3 +221,13 @@ def test_a_literal_percent_with_parameters_gets_the_tip(db):
                     change="CREATE INDEX w_k_idx ON w (k)", repeat=3)
     w.run_button.click()
     assert "only '%s'" in w.last_error and "as %%" in w.last_error and indexes(db) == []
+
+
+def test_the_scale_explorer_legend_names_the_change_and_the_chart_explains_iqr(db):
+    r = ScaleExplorer(db, sizes=(1_000, 2_000), repeat=3).run()
+    legend = [t.get_text() for t in r.figure().axes[0].get_legend().get_texts()]
+    assert legend == ["without CREATE INDEX ON t (id)", "with CREATE INDEX ON t (id)"]
+    w = BeforeAfter(db, QUERY, change="CREATE INDEX w_k_idx ON w (k)", params=(42,), repeat=3)
+    label = w.run().figure().axes[0].get_xlabel()
+    assert "IQR, the middle half of the runs" in label
+    w.revert()

@@ -440,15 +440,19 @@ def latency_runs(lesson: Any, delays: tuple[float, ...], variants: dict[str, Cal
     return out
 
 
-def plot_growth(parents: list[int], series: dict[str, list[float]], title: str) -> Any:
-    """Display only: time against the number of parents, one line per variant (a matplotlib Figure)."""
+def plot_growth(parents: list[int], series: dict[str, list[float]], title: str,
+                ylabel: str = "fastest run: time per request (ms)") -> Any:
+    """Display only: time against the number of parents, one line per variant (a matplotlib Figure).
+
+    ``series`` holds each variant's fastest run (``OrmRun.best``), as notebook 04 passes it; say otherwise in
+    ``ylabel`` when passing medians."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for name, times in series.items():
         ax.plot(parents, [t * 1000 for t in times], marker="o", label=name)
     ax.set_xlabel("parents loaded (customers)")
-    ax.set_ylabel("median time per request (ms)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
