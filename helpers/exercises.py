@@ -80,6 +80,10 @@ class Exercise:
     answer_hint: str = ""
     lesson: str = "00_start_here"
     starting_answer: Any = field(default=NO_ANSWER)
+    # For an exercise that checks the database only: remember the state the setup leaves, and while nothing has
+    # changed, answer "There is no answer yet ..." (CheckResult.answered False) instead of a hint. Opt-in, so the
+    # checks of lessons written before it keep their behaviour; lessons 00-06 set it, new lessons should too.
+    quiet_until_changed: bool = False
 
     def setup(self, lesson_or_conn: Any) -> None:
         """Bring the database to the exercise's starting state (safe to run again).
@@ -98,7 +102,7 @@ class Exercise:
 
             raise WorkbookError(f"The setup of {self.id} failed: {one_line_error(exc)}; run this cell again "
                                 "(re-run the lesson's first cell if it keeps failing).") from None
-        if self.answer_kind is None:
+        if self.answer_kind is None and self.quiet_until_changed:
             _BASELINES[(self.id, _conn_key(conn))] = _fingerprint(conn)
 
     def check(self, lesson_or_conn: Any, answer: Any = NO_ANSWER) -> CheckResult:
@@ -122,7 +126,7 @@ class Exercise:
                     False, f"The answer should be {self.answer_hint}, not {_a(type(answer).__name__)} ({answer!r:.60})."
                 )
         try:
-            if self.answer_kind is None:
+            if self.answer_kind is None and self.quiet_until_changed:
                 baseline = _BASELINES.get((self.id, _conn_key(conn)))
                 if baseline is not None and baseline == _fingerprint(conn):
                     return CheckResult(
@@ -364,6 +368,7 @@ register(Exercise(
     setup_fn=_setup_lookup,
     checker=_check_lookup,
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(

@@ -113,3 +113,19 @@ def test_setup_and_check_roll_back_a_failed_transaction_first(module_db, capsys,
         if step == "check":
             assert "too low" in result.message and "setup cell" not in result.message
     assert "_pg3_" not in caplog.text
+
+
+def test_quiet_until_changed_is_opt_in(module_db):
+    """Lessons written before issue 22 keep their check's first message; 00-06 (and new lessons) opt in."""
+    from dataclasses import replace
+
+    quiet = get("toolkit.index_lookup")
+    assert quiet.quiet_until_changed
+    loud = replace(quiet, id="toolkit.index_lookup_loud", quiet_until_changed=False)  # not registered
+    loud.setup(module_db)
+    assert "Seq Scan on ex_orders" in loud.check(module_db).message and loud.check(module_db).answered
+    quiet.setup(module_db)
+    first = quiet.check(module_db)
+    assert not first.answered and str(first).startswith("Not yet. There is no answer yet (not answered yet)")
+    module_db.execute("CREATE INDEX ex_orders_customer_id_idx ON ex_orders (customer_id)")
+    assert quiet.check(module_db).ok

@@ -272,6 +272,7 @@ register(Exercise(
     checker=_check_decompose,
     lesson="02_normalization",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(
@@ -285,4 +286,5 @@ register(Exercise(
     checker=_check_refresh,
     lesson="02_normalization",
     starting_answer=None,
+    quiet_until_changed=True,
 ))

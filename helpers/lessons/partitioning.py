@@ -596,4 +596,5 @@ register(Exercise(
     checker=_check_new_month,
     lesson="06_partitioning",
     starting_answer=None,
+    quiet_until_changed=True,
 ))

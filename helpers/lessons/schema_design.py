@@ -482,6 +482,7 @@ register(Exercise(
     checker=_check_one_to_one,
     lesson="01_schema_design",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(
@@ -496,6 +497,7 @@ register(Exercise(
     checker=_check_on_delete,
     lesson="01_schema_design",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(
@@ -510,5 +512,6 @@ register(Exercise(
     checker=_check_updated_at,
     lesson="01_schema_design",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
