@@ -296,6 +296,30 @@ def advisory_lock(conn: psycopg.Connection, name: str) -> Iterator[None]:
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
 
+FAILED_TRANSACTION_NOTE = ("Rolled back a transaction that had failed earlier (after an error inside BEGIN ... COMMIT "
+                           "PostgreSQL ignores every command until ROLLBACK); nothing from that BEGIN on was kept.")
+
+
+def recover(conn: psycopg.Connection, *, say: bool = True) -> bool:
+    """Roll back a failed ("aborted") transaction left open on ``conn`` and say so in one line.
+
+    After an error between ``BEGIN`` and ``COMMIT`` (sent by the learner as one string), PostgreSQL refuses every
+    command with "current transaction is aborted" until ``ROLLBACK``. Every entry point of the toolkit (``db.sql``,
+    ``run``, ``try_sql``, ``scalar``, exercise setups and checks, the widgets) calls this first, so one failed
+    transaction never sticks. A transaction that is open and healthy (``BEGIN`` on purpose) is left alone.
+    Returns True when it rolled something back.
+    """
+    if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+        return False
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        return False
+    if say:
+        print(FAILED_TRANSACTION_NOTE)
+    return True
+
+
 def as_connection(conn_or_lesson: Any) -> psycopg.Connection:
     """The psycopg connection behind a ``Lesson`` (anything with ``.conn``) or a connection itself."""
     conn = getattr(conn_or_lesson, "conn", conn_or_lesson)
@@ -457,11 +481,16 @@ def explain_sql_error(exc: psycopg.Error, timeout: str | None = None) -> str:
     text = (diag.message_primary or str(exc).splitlines()[0]).strip()
     if diag.message_detail:
         text += f" ({diag.message_detail.strip()})"
+    if "are allowed as placeholders" in text:  # psycopg, before anything is sent: a bare % next to parameters
+        text += " (with parameters, write every literal % in the query as %%, e.g. LIKE 'Rock%%')"
+    if isinstance(exc, psycopg.errors.InFailedSqlTransaction):
+        text += "; run db.run('ROLLBACK') (or re-run the cell: the workbook's helpers roll it back for you)"
     return text
 
 
 @contextlib.contextmanager
 def _explained(lesson: Lesson) -> Iterator[None]:
+    recover(lesson.conn)
     try:
         yield
     except KeyboardInterrupt:
@@ -469,9 +498,17 @@ def _explained(lesson: Lesson) -> Iterator[None]:
     except psycopg.OperationalError as exc:
         if lesson.conn.closed:
             raise WorkbookError("The connection to the server was lost; re-run the lesson's first cell.") from None
-        raise WorkbookError(explain_sql_error(exc, lesson.timeout)) from None
+        raise WorkbookError(explain_sql_error(exc, lesson.timeout) + _rolled_back(lesson.conn)) from None
     except psycopg.Error as exc:
-        raise WorkbookError(explain_sql_error(exc, lesson.timeout)) from None
+        raise WorkbookError(explain_sql_error(exc, lesson.timeout) + _rolled_back(lesson.conn)) from None
+
+
+def _rolled_back(conn: psycopg.Connection) -> str:
+    """When the error happened inside the learner's own BEGIN ... COMMIT, roll that transaction back now and say so."""
+    if recover(conn, say=False):
+        return (". It happened inside a transaction (BEGIN ...), which is now rolled back: nothing from that BEGIN on "
+                "was kept; the next cell works as usual")
+    return ""
 
 
 def lesson(name: str, scale: str | None = None, *, quiet: bool = False, min_scale: str | None = None) -> Lesson:

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import psycopg
 
+from helpers.core.errors import WorkbookError
+from helpers.db import recover
 from helpers.plans import explain, has_seq_scan
 from helpers.timing import as_connection
 
@@ -37,10 +39,16 @@ NO_ANSWER: Any = _NoAnswer()  # what a notebook's answer cell starts with
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The verdict of a check: ``ok`` and a message (what was right, or what is wrong and a hint)."""
+    """The verdict of a check: ``ok`` and a message (what was right, or what is wrong and a hint).
+
+    ``answered`` is False when the learner has not tried yet (no answer given, or the database is still exactly as
+    the setup left it): the message then starts "There is no answer yet" and says only what to do, never a hint
+    (printed as ``Not yet. There is no answer yet: ...``).
+    """
 
     ok: bool
     message: str
+    answered: bool = True
 
     def __bool__(self) -> bool:
         return self.ok
@@ -72,31 +80,147 @@ class Exercise:
     answer_hint: str = ""
     lesson: str = "00_start_here"
     starting_answer: Any = field(default=NO_ANSWER)
+    # For an exercise that checks the database only: remember the state the setup leaves, and while nothing has
+    # changed, answer "There is no answer yet ..." (CheckResult.answered False) instead of a hint. Opt-in, so the
+    # checks of lessons written before it keep their behaviour; lessons 00-06 set it, new lessons should too.
+    quiet_until_changed: bool = False
 
     def setup(self, lesson_or_conn: Any) -> None:
-        """Bring the database to the exercise's starting state (safe to run again)."""
-        self.setup_fn(as_connection(lesson_or_conn))
+        """Bring the database to the exercise's starting state (safe to run again).
+
+        A failed transaction left open on the connection is rolled back first (one line says so). For an exercise
+        that checks the database only, the starting state is remembered, so that a check before any change says
+        "Not answered yet" instead of giving away a hint.
+        """
+        conn = as_connection(lesson_or_conn)
+        recover(conn)
+        try:
+            self.setup_fn(conn)
+        except psycopg.Error as exc:
+            recover(conn, say=False)
+            from helpers.widgets import one_line_error
+
+            raise WorkbookError(f"The setup of {self.id} failed: {one_line_error(exc)}; run this cell again "
+                                "(re-run the lesson's first cell if it keeps failing).") from None
+        if self.answer_kind is None and self.quiet_until_changed:
+            _BASELINES[(self.id, _conn_key(conn))] = _fingerprint(conn)
 
     def check(self, lesson_or_conn: Any, answer: Any = NO_ANSWER) -> CheckResult:
-        """Check the database and/or ``answer``; never raises for a wrong or broken answer."""
+        """Check the database and/or ``answer``; never raises for a wrong or broken answer.
+
+        Before any attempt (``answer`` is NO_ANSWER/None/..., or for a database-only exercise the database is
+        unchanged since the setup) it returns ``CheckResult(False, <what to do>, answered=False)``, printed as
+        ``Not yet. There is no answer yet (not answered yet): <what to do>`` with no hint. Integral numbers of any type (numpy, pandas, a float such as 345.0,
+        a one-value DataFrame from db.sql) count as ints.
+        """
         conn = as_connection(lesson_or_conn)
+        recover(conn)
         if self.answer_kind is not None:
             if answer is NO_ANSWER or answer is None or answer is Ellipsis:
-                return CheckResult(False, f"There is no answer yet: the answer should be {self.answer_hint}.")
+                return CheckResult(
+                    False, f"There is no answer yet (not answered yet): replace NO_ANSWER with your answer, "
+                    f"{self.answer_hint}, and run this cell again.", answered=False)
+            answer = _normalize(answer, self.answer_kind)
             if isinstance(answer, bool) or not isinstance(answer, self.answer_kind):
                 return CheckResult(
                     False, f"The answer should be {self.answer_hint}, not {_a(type(answer).__name__)} ({answer!r:.60})."
                 )
         try:
+            if self.answer_kind is None and self.quiet_until_changed:
+                baseline = _BASELINES.get((self.id, _conn_key(conn)))
+                if baseline is not None and baseline == _fingerprint(conn):
+                    return CheckResult(
+                        False, "There is no answer yet (not answered yet): since the setup no table, column, "
+                        "constraint, index or trigger has changed and no row was added or removed. Make your change "
+                        "(for example with db.run(\"...\")), then run this check again.", answered=False)
             return self.checker(conn, answer)
         except psycopg.Error as exc:
             from helpers.widgets import one_line_error
 
+            recover(conn, say=False)
+            if conn.closed:
+                return CheckResult(False, "The lesson's connection is closed (the lesson was reset or the server "
+                                          "restarted): re-run the lesson's first cell, then this exercise's cells.")
             return CheckResult(False, f"The check could not run ({one_line_error(exc)}); did you run the setup cell?")
 
     def show(self) -> None:
         """Print the title and prompt (what a notebook's exercise cell shows)."""
         print(f"Exercise {self.id}: {self.title}\n{self.prompt}")
+
+
+_BASELINES: dict[tuple[str, tuple], str] = {}
+
+# What a learner's change to the database alters: tables, columns, constraints, indexes, triggers, functions,
+# partitions, and the row count of each table the exercises create (ex...), so a DELETE counts as an attempt too.
+_FINGERPRINT = r"""
+SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (
+  SELECT concat_ws(' ', 'c', c.relname, c.relkind::text, pg_get_expr(c.relpartbound, c.oid), c.relispopulated::text)
+    FROM pg_class c
+   WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'i', 'I', 'S', 'f')
+  UNION ALL
+  SELECT concat_ws(' ', 'a', a.attrelid::regclass::text, a.attname, format_type(a.atttypid, a.atttypmod),
+                   a.attnotnull::text, pg_get_expr(d.adbin, d.adrelid))
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT concat_ws(' ', 'k', conrelid::regclass::text, conname, pg_get_constraintdef(oid)) FROM pg_constraint
+   WHERE connamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT concat_ws(' ', 'i', pg_get_indexdef(indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+   WHERE c.relnamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT concat_ws(' ', 't', pg_get_triggerdef(t.oid), t.tgenabled::text) FROM pg_trigger t
+    JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal
+  UNION ALL
+  SELECT concat_ws(' ', 'f', p.oid::regprocedure::text, md5(coalesce(p.prosrc, ''))) FROM pg_proc p
+   WHERE p.pronamespace = 'public'::regnamespace
+) AS catalog(x)
+"""
+
+
+def _conn_key(conn: psycopg.Connection) -> tuple:
+    return (id(conn), conn.info.backend_pid)
+
+
+def _fingerprint(conn: psycopg.Connection) -> str:
+    """A digest of the public schema's structure and of the row counts of the exercise tables (``ex...``)."""
+    parts = [conn.execute(_FINGERPRINT).fetchone()[0] or ""]
+    tables = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
+        "AND c.relkind IN ('r', 'p', 'm') AND c.relname LIKE 'ex%' AND NOT c.relispartition "
+        "AND (c.relkind <> 'm' OR c.relispopulated) ORDER BY 1").fetchall()
+    if tables:
+        counts = " UNION ALL ".join(f"SELECT count(*) FROM {name}" for (name,) in tables)
+        parts.extend(str(r[0]) for r in conn.execute(counts).fetchall())
+    return "|".join(parts)
+
+
+def _normalize(answer: Any, kind: type | tuple[type, ...]) -> Any:
+    """Accept any integral number where an int is expected: numpy/pandas integers, 345.0, a one-value result."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if int not in kinds or isinstance(answer, (bool, int, str)):
+        return answer
+    shape = getattr(answer, "shape", None)
+    if shape is not None and hasattr(answer, "size") and answer.size == 1 and len(shape) >= 1:
+        try:  # a 1x1 DataFrame (db.sql) or a one-element Series/array
+            answer = answer.to_numpy().reshape(-1)[0] if hasattr(answer, "to_numpy") else answer.reshape(-1)[0]
+        except Exception:
+            return answer
+    import numbers
+
+    if type(answer).__name__ in ("bool_", "bool"):
+        return answer
+    if isinstance(answer, numbers.Integral):
+        return int(answer)
+    if isinstance(answer, numbers.Real):
+        try:
+            if float(answer).is_integer():
+                return int(answer)
+        except (OverflowError, ValueError):
+            pass
+    return answer
 
 
 def _a(noun: str) -> str:
@@ -203,12 +327,26 @@ def _check_counts(conn: psycopg.Connection, answer: Any) -> CheckResult:
     expected = conn.execute(_EXPECTED_COUNTS).fetchall()
     if got and len(got[0]) != 2:
         return CheckResult(False, f"Return two columns (name, album count); your query returns {len(got[0])}.")
+    if got and all(isinstance(c, str) and not isinstance(n, str) for n, c in got):
+        return CheckResult(False, "The columns are the other way round: the artist's name first, then the count.")
     try:
         same = sorted((str(n), int(c)) for n, c in got) == sorted((n, c) for n, c in expected)
     except (TypeError, ValueError):
         same = False
     if same:
         return CheckResult(True, f"One query, {len(got)} rows, artists without albums included with 0.")
+    want = {n: c for n, c in expected}
+    try:
+        mine = {str(n): int(c) for n, c in got}
+    except (TypeError, ValueError):
+        mine = {}
+    if len(mine) == len(want) and set(mine) == set(want):
+        off = [n for n in want if mine[n] != want[n]]
+        if off and all(want[n] == 0 and mine[n] == 1 for n in off):
+            return CheckResult(
+                False, f"{len(off)} artists without albums show 1 instead of 0: count(*) counts the row the LEFT JOIN "
+                       "makes for them, with every album column NULL. Count an album column instead, e.g. "
+                       "count(album.id), which skips NULLs.")
     if len(got) < len(expected):
         return CheckResult(
             False,
@@ -230,6 +368,7 @@ register(Exercise(
     setup_fn=_setup_lookup,
     checker=_check_lookup,
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(

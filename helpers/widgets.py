@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from helpers.core.errors import WorkbookError
+from helpers.db import FAILED_TRANSACTION_NOTE, recover
 from helpers.fmt import fmt_ratio, fmt_time
 from helpers.plans import Plan, PlanDiff, diff_plans, figure_png, plan_summary, png_figure
 from helpers.timing import Comparison, Measurement, as_connection, compare, measure
@@ -26,6 +27,21 @@ from helpers.timing import Comparison, Measurement, as_connection, compare, meas
 __all__ = ["BeforeAfter", "BeforeAfterResult", "ScaleExplorer", "ScaleResult", "one_line_error"]
 
 Change = str | Callable[[psycopg.Connection], Any]
+
+
+CLOSED = ("This widget was created before the lesson was reset (re-running the lesson's first cell gives a new "
+          "database and closes the old connection): re-run this widget's cell to make a new one.")
+
+
+def _usable(conn: psycopg.Connection) -> None:
+    """Before a widget touches the database: a closed connection gets one sentence, a failed transaction a rollback."""
+    if conn.closed:
+        raise WorkbookError(CLOSED)
+    recover(conn)
+
+
+def _lost(conn: psycopg.Connection, exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.OperationalError) and bool(conn.closed)
 
 
 def one_line_error(exc: BaseException) -> str:
@@ -136,7 +152,7 @@ class BeforeAfterResult:
         err = [[(m.median - m.q1) * 1000 for m in (self.before, self.after)],
                [(m.q3 - m.median) * 1000 for m in (self.before, self.after)]]
         t_ax.barh(names, meds, xerr=err, color=["tab:gray", "tab:blue"], capsize=3)
-        t_ax.set_xlabel("median round trip (ms), IQR whiskers")
+        t_ax.set_xlabel("median round trip (ms); whiskers: IQR, the middle half of the runs")
         t_ax.invert_yaxis()
         pages = [m.pages or 0 for m in (self.before, self.after)]
         p_ax.barh(names, pages, color=["tab:gray", "tab:orange"])
@@ -233,16 +249,23 @@ class BeforeAfter:
         change = self.change
         if change is None:
             raise WorkbookError("There is no change to measure: type one in the Change box (for example CREATE INDEX ...).")
+        _usable(self.conn)
         if self.applied:
             self.revert()
         try:
             before = measure(self.conn, self.query, self.params, warmup=self.warmup, repeat=self.repeat)
         except psycopg.Error as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(f"The query failed, nothing was changed: {one_line_error(exc)}") from None
         self.apply()
         try:
             after = measure(self.conn, self.query, self.params, warmup=self.warmup, repeat=self.repeat)
         except psycopg.Error as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(
                 f"The query failed after the change (which is still applied; revert it to undo): {one_line_error(exc)}"
             ) from None
@@ -254,10 +277,14 @@ class BeforeAfter:
         change = self.change
         if change is None:
             raise WorkbookError("There is no change to apply: type one in the Change box.")
+        _usable(self.conn)
         seen = _user_indexes(self.conn)
         try:
             _run_change(self.conn, change)
         except Exception as exc:  # a learner's callable may raise anything
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             message = one_line_error(exc)
             # outside a transaction (CREATE INDEX CONCURRENTLY) a failure can leave an invalid index: drop it
             leftovers = _user_indexes(self.conn) - seen
@@ -272,6 +299,7 @@ class BeforeAfter:
         """Undo the change: run ``revert``, or drop the indexes the change created."""
         if not self.applied:
             return
+        _usable(self.conn)
         try:
             if self._revert is not None:
                 _run_change(self.conn, self._revert)
@@ -285,6 +313,9 @@ class BeforeAfter:
         except WorkbookError:
             raise
         except Exception as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(f"Reverting failed, the change is still applied: {one_line_error(exc)}") from None
         self._created_indexes = set()
         self.applied = False
@@ -303,28 +334,36 @@ class BeforeAfter:
         self.status.value = "The change is applied: press “Revert the change” to undo it." if self.applied \
             else "The change is not applied."
 
+    def _recovered(self) -> str:
+        """Roll back a failed transaction before a button's work; the note goes into the widget, not the log."""
+        if not self.conn.closed and recover(self.conn, say=False):
+            return FAILED_TRANSACTION_NOTE + "\n"
+        return ""
+
     def _on_run(self) -> None:
         self.last_error = None
+        note = self._recovered()
         try:
             result = self.run()
         except Exception as exc:  # a button must not raise: the message goes into the widget
-            self._error(exc)
+            self._error(exc, note)
         else:
-            self._show(result.text(), figure_png(result.figure()))
+            self._show(note + result.text(), figure_png(result.figure()))
         self._sync()
 
-    def _error(self, exc: Exception) -> None:
+    def _error(self, exc: Exception, note: str = "") -> None:
         self.last_error = str(exc) if isinstance(exc, WorkbookError) else one_line_error(exc)
-        self._show(f"Error: {self.last_error}")
+        self._show(f"{note}Error: {self.last_error}")
 
     def _on_revert(self) -> None:
         self.last_error = None
+        note = self._recovered()
         try:
             self.revert()
         except Exception as exc:
-            self._error(exc)
+            self._error(exc, note)
         else:
-            self._show("Reverted: the database is back to the state before the change.")
+            self._show(note + "Reverted: the database is back to the state before the change.")
         self._sync()
 
 
@@ -343,6 +382,12 @@ class ScaleResult:
     sizes: list[int]
     before: list[Measurement]
     after: list[Measurement]
+    change: str = ""  # the change, as the legend names it ("CREATE INDEX ON t (id)")
+
+    @property
+    def change_label(self) -> str:
+        text = " ".join(self.change.split()) or "the change"
+        return text if len(text) <= 48 else text[:47] + "…"
 
     @staticmethod
     def _slope(sizes: Sequence[int], ms: Sequence[Measurement]) -> float:
@@ -385,8 +430,8 @@ class ScaleResult:
         """Log-log plot of median time (with IQR) and pages against rows, with and without the change."""
         fig = png_figure(figsize=(8, 3), layout="constrained")
         t_ax, p_ax = fig.subplots(1, 2)
-        for ms, label, color in ((self.before, "without the change", "tab:gray"),
-                                 (self.after, "with the change", "tab:blue")):
+        for ms, label, color in ((self.before, f"without {self.change_label}", "tab:gray"),
+                                 (self.after, f"with {self.change_label}", "tab:blue")):
             med = [m.median * 1000 for m in ms]
             err = [[(m.median - m.q1) * 1000 for m in ms], [(m.q3 - m.median) * 1000 for m in ms]]
             t_ax.errorbar(self.sizes, med, yerr=err, marker="o", label=label, color=color, capsize=3)
@@ -459,6 +504,7 @@ class ScaleExplorer:
         """Build each size, time the query, apply the change, time it again; returns the result."""
         before: list[Measurement] = []
         after: list[Measurement] = []
+        _usable(self.conn)
         try:
             self.drop()
             self.conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
@@ -473,24 +519,30 @@ class ScaleExplorer:
                 self.conn.execute(pgsql.SQL("ANALYZE {}").format(table))
                 after.append(measure(self.conn, query, warmup=self.warmup, repeat=self.repeat))
         except psycopg.Error as exc:
+            if _lost(self.conn, exc):
+                raise WorkbookError(CLOSED) from None
+            recover(self.conn, say=False)
             raise WorkbookError(f"The scale explorer stopped: {one_line_error(exc)}") from None
         except (KeyError, IndexError, ValueError) as exc:
             raise WorkbookError(
                 f"A SQL template has a placeholder other than {{table}} or {{n}} ({exc}); write literal braces as {{{{ }}}}."
             ) from None
         finally:
-            if not self.keep:
+            if not self.keep and not self.conn.closed:
                 try:
+                    recover(self.conn, say=False)
                     self.drop()
                 except psycopg.Error:
                     pass
         self.status.value = f"Measured {', '.join(f'{n:,}' for n in self.sizes)} rows."
-        self.result = ScaleResult(self.sizes, before, after)
+        self.result = ScaleResult(self.sizes, before, after, self.change.replace("{table}", "t"))
         return self.result
 
     def _on_run(self) -> None:
         self.last_error = None
         self.out.outputs = ()
+        if not self.conn.closed and recover(self.conn, say=False):
+            self.out.append_stdout(FAILED_TRANSACTION_NOTE + "\n")
         try:
             result = self.run()
         except Exception as exc:  # a button must not raise: the message goes into the widget

@@ -306,3 +306,61 @@ def test_connection_failures_are_explained_in_one_sentence(server_says, expected
     msg = str(db._explain_connect_error(psycopg.OperationalError(server_says), tgt))
     assert expected in msg
     _one_sentence(msg)
+
+
+# ---------------------------------------------------------------- a failed BEGIN ... COMMIT never sticks (issue 22)
+
+def _stick(les) -> None:
+    """Leave the lesson's connection in a failed transaction, as one failed statement inside BEGIN ... does."""
+    les.conn.execute("BEGIN")
+    with pytest.raises(psycopg.Error):
+        les.conn.execute("SELECT 1/0")
+    assert les.conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+
+
+def _idle(les) -> bool:
+    return les.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_failed_transaction_sent_as_one_string_is_rolled_back_and_said_once(tiny_template, capsys, caplog):
+    with db.temporary_lesson("95_stuck") as les:
+        les.run("CREATE TABLE keep (x int)")
+        les.run("INSERT INTO keep VALUES (1)")
+        les.try_sql("BEGIN; DELETE FROM keep; CREATE TABLE nope PARTITION OF no_parent DEFAULT; COMMIT")
+        out = capsys.readouterr().out
+        assert out.startswith('ERROR: relation "no_parent" does not exist') and "now rolled back" in out, out
+        assert out.count("\n") == 1 and _idle(les)
+        assert les.scalar("SELECT count(*) FROM keep") == 1  # the DELETE before the error was not kept
+        with pytest.raises(WorkbookError, match="now rolled back"):
+            les.run("BEGIN; DELETE FROM keep; SELECT 1/0; ROLLBACK")
+        assert _idle(les) and les.sql("SELECT x FROM keep")["x"].tolist() == [1]
+        les.run("BEGIN")  # a healthy transaction opened on purpose is left alone
+        les.run("INSERT INTO keep VALUES (2)")
+        les.run("COMMIT")
+        assert les.scalar("SELECT count(*) FROM keep") == 2
+    assert "_pg3_" not in caplog.text
+
+
+@pytest.mark.parametrize("entry", ["sql", "run", "scalar", "try_sql", "set_timeout"])
+def test_every_entry_point_rolls_back_a_stuck_transaction_first(tiny_template, capsys, entry):
+    with db.temporary_lesson("94_stuck") as les:
+        _stick(les)
+        arg = "60s" if entry == "set_timeout" else "SELECT 1"
+        getattr(les, entry)(arg)
+        out = capsys.readouterr().out
+        assert out.splitlines()[0] == db.FAILED_TRANSACTION_NOTE, out
+        assert "current transaction is aborted" not in out and _idle(les)
+
+
+def test_the_aborted_transaction_message_says_what_to_do():
+    exc = psycopg.errors.InFailedSqlTransaction("current transaction is aborted, commands ignored until end of "
+                                                "transaction block")
+    assert "db.run('ROLLBACK')" in db.explain_sql_error(exc)
+
+
+def test_a_literal_percent_next_to_parameters_gets_the_double_percent_tip(tiny_template):
+    with db.temporary_lesson("93_percent") as les:
+        with pytest.raises(WorkbookError, match="literal % in the query as %%") as err:
+            les.sql("SELECT name FROM artist WHERE name LIKE 'A%' AND artist_id > %(id)s", {"id": 1})
+        _one_sentence(str(err.value))
+        assert les.scalar("SELECT count(*) FROM artist WHERE name LIKE 'A%%' AND artist_id > %(id)s", {"id": 0}) > 0

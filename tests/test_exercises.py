@@ -58,16 +58,35 @@ def test_answer_checks_say_what_is_wrong(module_db):
     assert pages.check(module_db, "12").message.startswith("The answer should be a whole number such as 123, not a str")
     assert "too low" in pages.check(module_db, 1).message
     assert "too high" in pages.check(module_db, 10**9).message
+    import numpy as np
+    import pandas as pd
+
+    right = module_db.execute("SELECT (pg_relation_size('ex_pages') / 8192)::int").fetchone()[0]
+    for form in (np.int64(right), np.int32(right), pd.array([right], dtype="Int64")[0], float(right),
+                 pd.DataFrame({"n": [right]})):
+        assert pages.check(module_db, form).ok, type(form)  # any integral number is an int
+    assert "not a float" in pages.check(module_db, right + 0.5).message
+    assert "too low" in pages.check(module_db, np.int64(1)).message
     counts = get("toolkit.albums_per_artist")
     counts.setup(module_db)
     inner = "SELECT a.name, count(*) FROM ex_artist a JOIN ex_album b ON b.artist_id = a.id GROUP BY a.name"
     assert "LEFT JOIN" in counts.check(module_db, inner).message
+    star = "SELECT a.name, count(*) FROM ex_artist a LEFT JOIN ex_album b ON b.artist_id = a.id GROUP BY a.id, a.name"
+    assert "show 1 instead of 0: count(*) counts the row the LEFT JOIN makes" in counts.check(module_db, star).message
+    swapped = ("SELECT count(b.id), a.name FROM ex_artist a LEFT JOIN ex_album b ON b.artist_id = a.id "
+               "GROUP BY a.id, a.name")
+    assert "other way round" in counts.check(module_db, swapped).message
+    none = counts.check(module_db, NO_ANSWER)
+    assert not none.answered and none.message.startswith("There is no answer yet") and "LEFT" not in none.message
     assert counts.check(module_db, "SELEC 1").message == 'The query failed: syntax error at or near "SELEC"'
     assert "read-only" in counts.check(module_db, "DELETE FROM ex_album").message
     assert module_db.execute("SELECT count(*) FROM ex_album").fetchone()[0] > 0  # the answer changed nothing
     assert "single SQL query" in counts.check(module_db, "SELECT 1; DROP TABLE ex_album").message
     lookup = get("toolkit.index_lookup")
     lookup.setup(module_db)
+    untouched = lookup.check(module_db)  # before any change: no hint, only what to do
+    assert not untouched.answered and "Seq Scan" not in untouched.message and "customer_id" not in untouched.message
+    module_db.execute("CREATE INDEX ex_orders_amount_idx ON ex_orders (amount)")  # an index, on the wrong column
     assert "Seq Scan on ex_orders" in lookup.check(module_db).message
 
 
@@ -75,3 +94,38 @@ def test_check_without_setup_explains(module_db):
     module_db.execute("DROP TABLE IF EXISTS ex_orders")
     result = get("toolkit.index_lookup").check(module_db)
     assert not result.ok and "did you run the setup cell?" in result.message
+
+
+def test_setup_and_check_roll_back_a_failed_transaction_first(module_db, capsys, caplog):
+    import psycopg
+
+    from helpers.db import FAILED_TRANSACTION_NOTE
+
+    ex = get("toolkit.count_pages")
+    for step in ("setup", "check"):
+        module_db.execute("BEGIN")
+        with pytest.raises(psycopg.Error):
+            module_db.execute("SELECT 1/0")
+        result = ex.setup(module_db) if step == "setup" else ex.check(module_db, 1)
+        out = capsys.readouterr().out
+        assert out.splitlines()[0] == FAILED_TRANSACTION_NOTE, out
+        assert module_db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if step == "check":
+            assert "too low" in result.message and "setup cell" not in result.message
+    assert "_pg3_" not in caplog.text
+
+
+def test_quiet_until_changed_is_opt_in(module_db):
+    """Lessons written before issue 22 keep their check's first message; 00-06 (and new lessons) opt in."""
+    from dataclasses import replace
+
+    quiet = get("toolkit.index_lookup")
+    assert quiet.quiet_until_changed
+    loud = replace(quiet, id="toolkit.index_lookup_loud", quiet_until_changed=False)  # not registered
+    loud.setup(module_db)
+    assert "Seq Scan on ex_orders" in loud.check(module_db).message and loud.check(module_db).answered
+    quiet.setup(module_db)
+    first = quiet.check(module_db)
+    assert not first.answered and str(first).startswith("Not yet. There is no answer yet (not answered yet)")
+    module_db.execute("CREATE INDEX ex_orders_customer_id_idx ON ex_orders (customer_id)")
+    assert quiet.check(module_db).ok

@@ -144,8 +144,9 @@ def test_exercise_fails_at_start_and_passes_after_the_solution(les, exercise_id)
     ex = get(exercise_id)
     assert ex.lesson == "01_schema_design" and solutions.has_solution(exercise_id)
     ex.setup(les)
-    start = ex.check(les)
-    assert not start.ok and str(start).startswith("Not yet. ") and "Hint" in start.message
+    start = ex.check(les)  # before any change: "no answer yet" and what to do, never the hint
+    assert not start.ok and not start.answered and str(start).startswith("Not yet. There is no answer yet")
+    assert "Hint" not in start.message and "ALTER" not in start.message and "TRIGGER" not in start.message
     for wrong in (NO_ANSWER, "nonsense", 3, None):  # database-only checks ignore any answer given
         assert not ex.check(les, wrong).ok
     solutions.solve(exercise_id, les.conn)
@@ -153,7 +154,7 @@ def test_exercise_fails_at_start_and_passes_after_the_solution(les, exercise_id)
     assert done.ok, done.message
     assert str(done).startswith("Right. ")
     ex.setup(les)  # setup is re-runnable and brings back the starting state
-    assert not ex.check(les).ok
+    assert not ex.check(les).ok and not ex.check(les).answered
 
 
 @pytest.mark.parametrize("exercise_id", EXERCISES)
@@ -235,3 +236,55 @@ def test_restrict_violation_sqlstate_depends_on_the_server_version(les):
         assert refused_by(les, "DELETE FROM r_parent") == "r_child_pid_fkey"
     finally:
         les.run("DROP TABLE r_child, r_parent")
+
+
+# ---------------------------------------------------------------- the classic wrong answers (issue 22)
+
+def test_one_to_one_classic_wrong_answers(les):
+    ex = get("01.one_to_one")
+    ex.setup(les)
+    les.run("CREATE INDEX ON ex_profile (customer_id)")  # an index, but not a unique one
+    result = ex.check(les)
+    assert result.answered and "still accepted" in result.message and "UNIQUE" in result.message
+
+
+def test_on_delete_set_null_is_named(les):
+    ex = get("01.on_delete")
+    ex.setup(les)
+    les.run("""ALTER TABLE ex_wishlist DROP CONSTRAINT ex_wishlist_customer_id_fkey,
+               ADD FOREIGN KEY (customer_id) REFERENCES customer ON DELETE SET NULL""")
+    assert "ON DELETE SET NULL: deleting a customer would keep their wishlist rows" in ex.check(les).message
+
+
+def _touch(les, when: str, body: str = "NEW.updated_at := now(); RETURN NEW;", each: str = "ROW") -> None:
+    les.run(f"CREATE FUNCTION ex_note_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$")
+    les.run(f"CREATE TRIGGER touch {when} ON ex_note FOR EACH {each} EXECUTE FUNCTION ex_note_touch()")
+
+
+def test_updated_at_classic_wrong_answers_are_named(les):
+    ex = get("01.updated_at")
+    ex.setup(les)
+    les.run("UPDATE ex_note SET updated_at = now()")  # by hand, once
+    by_hand = ex.check(les)
+    assert not by_hand.ok and "setting the column by hand is not the answer" not in by_hand.message  # no attempt yet
+    ex.setup(les)
+    _touch(les, "AFTER UPDATE")
+    assert "runs AFTER UPDATE: by then the row is already written" in ex.check(les).message
+    ex.setup(les)
+    _touch(les, "AFTER UPDATE", "UPDATE ex_note SET updated_at = now() WHERE note_id = NEW.note_id; RETURN NULL;")
+    looping = ex.check(les)
+    assert "fires again for that UPDATE" in looping.message and "\n" not in looping.message
+    ex.setup(les)
+    _touch(les, "BEFORE UPDATE", each="STATEMENT")
+    assert "FOR EACH STATEMENT: it has no NEW row" in ex.check(les).message
+    ex.setup(les)
+    _touch(les, "BEFORE UPDATE", body="RETURN NEW;")
+    assert "does the function set NEW.updated_at" in ex.check(les).message
+    ex.setup(les)
+    # Refused: UPDATE OF body fires only when body is in SET; the exercise asks for every UPDATE (see the message).
+    _touch(les, "BEFORE UPDATE OF body")
+    of_body = ex.check(les)
+    assert not of_body.ok and "BEFORE UPDATE OF <columns>, which fires only when" in of_body.message
+    ex.setup(les)
+    _touch(les, "BEFORE UPDATE")
+    assert ex.check(les).ok

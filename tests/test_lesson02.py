@@ -101,6 +101,7 @@ def test_determinant_answers(les):
 def test_decompose_hints(les):
     ex = get("02.decompose")
     ex.setup(les)
+    assert not ex.check(les).answered and "CREATE TABLE" not in ex.check(les).message  # no hint before a try
     les.run("CREATE TABLE ex_warehouse AS SELECT DISTINCT warehouse_code, warehouse_city FROM ex_shipments")
     assert "Create ex_product, ex_shipment_line" in ex.check(les).message
     les.run("CREATE TABLE ex_product AS SELECT DISTINCT product_sku, product_name FROM ex_shipments "
@@ -123,8 +124,15 @@ def test_decompose_hints(les):
 def test_concurrent_refresh_needs_a_plain_unique_index(les):
     ex = get("02.concurrent_refresh")
     ex.setup(les)
+    start = ex.check(les)
+    assert not start.answered and "UNIQUE" not in start.message  # not answered yet: no hint
+    les.run("CREATE INDEX ON ex_genre_sales (genre)")
+    plain = ex.check(les)
+    assert not plain.ok and "is not UNIQUE" in plain.message
+    ex.setup(les)
     les.run("CREATE UNIQUE INDEX ON ex_genre_sales (genre) WHERE lines > 0")
-    assert "needs a UNIQUE index" in ex.check(les).message
+    partial = ex.check(les)
+    assert "needs a UNIQUE index" in partial.message and "has a WHERE clause" in partial.message
     les.run("CREATE INDEX ON ex_genre_sales (genre)")
     assert not ex.check(les).ok
     les.run("CREATE UNIQUE INDEX ON ex_genre_sales (genre)")

@@ -231,3 +231,32 @@ def test_scale_summary_hides_what_differs_between_servers(les):
     assert all("Seq Scan on t_" in line and "(whole table)" in line for line in lines)
     assert all(line.endswith(" pages") for line in lines)
     assert str(result.before[0].pages) not in text.split(";")[0].split("rows")[1]  # heap pages are not printed
+
+
+# ---------------------------------------------------------------- issue 22: no hint before a try, classic wrong answers
+
+@pytest.mark.parametrize("ex_id", ["03.index_only_scan", "03.column_order"])
+def test_database_exercises_give_no_hint_before_a_try(les, ex_id):
+    ex = get(ex_id)
+    ex.setup(les)
+    start = ex.check(les)
+    assert not start.ok and not start.answered and "Hint" not in start.message and "INCLUDE" not in start.message
+
+
+def test_classic_wrong_answers_are_named(les):
+    ex = get("03.index_only_scan")
+    ex.setup(les)
+    les.run("CREATE INDEX ex03_two ON ex03_plays (customer_id, played_at)")  # ms_played missing
+    les.run("VACUUM ex03_plays")
+    partial = ex.check(les)
+    assert not partial.ok and "still visits the table" in partial.message
+    redundant = get("03.redundant_index")
+    redundant.setup(les)
+    assert "expression" in redundant.check(les, "ex03_customer_lower_email_idx").message
+    assert "partial index" in redundant.check(les, "ex03_customer_company_idx").message
+    assert "primary key" in redundant.check(les, "ex03_customer_pkey").message
+    order = get("03.column_order")
+    order.setup(les)
+    les.run("CREATE INDEX ex03_range ON ex03_log (played_at)")
+    only_range = order.check(les)
+    assert not only_range.ok and only_range.answered

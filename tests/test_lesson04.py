@@ -127,10 +127,32 @@ def test_predict_count(les):
     assert "whole number" in ex.check(les, "42").message
     answer = solve("04.predict_count", les.conn)
     assert answer == 1 + n_plus_one.PREDICT_ARTISTS + _albums_of_first(les, n_plus_one.PREDICT_ARTISTS)
-    assert not ex.check(les, answer + 1) and not ex.check(les, n_plus_one.PREDICT_ARTISTS + 1)
+    assert not ex.check(les, answer + 1)
+    forgot_tracks = ex.check(les, n_plus_one.PREDICT_ARTISTS + 1)
+    assert not forgot_tracks and "one more statement per album" in forgot_tracks.message
+    forgot_first = ex.check(les, answer - 1)
+    assert not forgot_first and "the first SELECT" in forgot_first.message
+    forgot_albums = ex.check(les, answer - n_plus_one.PREDICT_ARTISTS)
+    assert not forgot_albums and "each artist's albums" in forgot_albums.message
     assert ex.check(les, answer)
+    # any integral number is accepted: numpy and pandas integers, 345.0, the 1x1 DataFrame db.sql returns
+    import numpy as np
+    import pandas as pd
+
+    for form in (np.int64(answer), np.int32(answer), np.uint16(answer), float(answer), np.float64(answer),
+                 pd.Series([answer], dtype="Int64").iloc[0], les.sql(f"SELECT {answer} AS n"),
+                 les.sql(f"SELECT {answer} AS n")["n"]):
+        assert ex.check(les, form).ok, (type(form), form)
+    assert "not a float" in ex.check(les, answer + 0.5).message
     # and the prediction is what the loop really does
     stmt = select(Artist).order_by(Artist.artist_id).limit(n_plus_one.PREDICT_ARTISTS)
     with count_statements(les.engine) as log, Session(les.engine) as session:
         catalog(session, stmt)
     assert log.count == answer
+
+
+def test_growth_chart_says_it_plots_the_fastest_run():
+    from helpers.lessons.n_plus_one import plot_growth
+
+    fig = plot_growth([1, 2], {"lazy": [0.001, 0.002]}, "t")
+    assert fig.axes[0].get_ylabel().startswith("fastest run")

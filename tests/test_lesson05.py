@@ -95,8 +95,22 @@ def test_keyset_next_page(les):
     no_index = ex.check(les, query)  # right rows, but without the index it reads the whole table
     assert not no_index and "pages" in no_index.message
     offset = ex.check(les, "SELECT play_id, customer_id, track_id, played_at FROM plays ORDER BY played_at, play_id "
-                           f"LIMIT 20 OFFSET {min(query_patterns.EX_AFTER, les.scalar('SELECT count(*) FROM plays') // 2) + 1}")
+                           f"LIMIT 20 OFFSET {query_patterns.keyset_cursor_offset(les)}")
     assert not offset and "OFFSET" in offset.message
+    # the cursor sits inside a tie, so the classic mistakes return other rows, each named (issue 22)
+    at, pid = les.conn.execute("SELECT %s::timestamptz, %s::int" % tuple(cursor.strip("()").split(", "))).fetchone()
+    assert les.scalar("SELECT count(*) FROM plays WHERE played_at = %(at)s AND play_id > %(pid)s",
+                      {"at": at, "pid": pid}) >= 1
+    cols = "SELECT play_id, customer_id, track_id, played_at FROM plays "
+    at_sql = cursor.strip("()").split(", ")[0]
+    separate = ex.check(les, cols + f"WHERE played_at > {at_sql} AND play_id > {pid} ORDER BY played_at, play_id LIMIT 20")
+    assert not separate and "comparing the columns one by one" in separate.message
+    no_tie = ex.check(les, cols + f"WHERE played_at > {at_sql} ORDER BY played_at, play_id LIMIT 20")
+    assert not no_tie and "needs its tie-breaker, play_id" in no_tie.message
+    again = ex.check(les, cols + f"WHERE (played_at, play_id) >= {cursor} ORDER BY played_at, play_id LIMIT 20")
+    assert not again and "use > (strictly after the cursor), not >=" in again.message
+    inclusive = ex.check(les, cols + f"WHERE played_at >= {at_sql} ORDER BY played_at, play_id LIMIT 20")
+    assert not inclusive and "not >=" in inclusive.message
     assert ex.check(les, solve("05.keyset_next_page", les.conn))
     assert not ex.check(les, "DELETE FROM plays")  # read-only: refused, and nothing deleted
     assert les.scalar("SELECT count(*) FROM plays") > 0
@@ -108,13 +122,23 @@ def test_upsert_daily(les):
     assert not ex.check(les, NO_ANSWER)
     assert "should be one SQL statement" in ex.check(les, ["INSERT"]).message
     naive = ex.check(les, "INSERT INTO ex_track_stats SELECT track_id, plays FROM ex_daily")
-    assert not naive and "duplicate key" in naive.message
+    assert not naive and "duplicate key" in naive.message and "a plain INSERT stops" in naive.message
     nothing = ex.check(les, "INSERT INTO ex_track_stats SELECT track_id, plays FROM ex_daily "
                             "ON CONFLICT (track_id) DO NOTHING")
-    assert not nothing and "plays are wrong" in nothing.message
+    assert not nothing
+    assert "kept their old plays: DO NOTHING" in nothing.message
     replaced = ex.check(les, "INSERT INTO ex_track_stats SELECT track_id, plays FROM ex_daily "
                              "ON CONFLICT (track_id) DO UPDATE SET plays = EXCLUDED.plays")
-    assert not replaced
+    assert not replaced and "EXCLUDED.plays the day's value: add them" in replaced.message
+    ambiguous = ex.check(les, "INSERT INTO ex_track_stats SELECT track_id, plays FROM ex_daily "
+                              "ON CONFLICT (track_id) DO UPDATE SET plays = plays + EXCLUDED.plays")
+    assert not ambiguous and "a bare plays could be either" in ambiguous.message
+    assert "ON CONFLICT" not in ambiguous.message.split("could be either")[0]
+    update_only = ex.check(les, "UPDATE ex_track_stats s SET plays = s.plays + d.plays FROM ex_daily d "
+                                "WHERE d.track_id = s.track_id")
+    assert not update_only and "new tracks were not inserted" in update_only.message
+    assert "There is no answer yet" in ex.check(les, NO_ANSWER).message and "ON CONFLICT" not in \
+        ex.check(les, NO_ANSWER).message
     answer = solve("05.upsert_daily", les.conn)
     assert ex.check(les, answer)
     assert ex.check(les, answer)  # the check rolls back, so it passes again

@@ -203,7 +203,13 @@ def test_new_month_catches_lost_rows_and_missing_default(les):
     les.run("CREATE TABLE ex_log_2026_01 PARTITION OF ex_log FOR VALUES FROM ('2026-01-01 00:00+00') "
             "TO ('2026-02-01 00:00+00')")
     result = ex.check(les)
-    assert not result.ok and "all 4,000" in result.message
+    assert not result.ok and "rows were deleted, not moved" in result.message and "copy" not in result.message
+    ex.setup(les)  # copied, not moved: the rows are there twice
+    les.run("CREATE TABLE jan_copy AS SELECT * FROM ex_log_default WHERE logged_at < '2026-02-01 00:00+00'")
+    les.run("INSERT INTO ex_log_default SELECT * FROM jan_copy")
+    result = ex.check(les)
+    assert not result.ok and "some rows are there twice" in result.message
+    les.run("DROP TABLE jan_copy")
     ex.setup(les)
     les.run("ALTER TABLE ex_log DETACH PARTITION ex_log_default")
     for a, b in (("2026-01-01", "2026-02-01"), ("2026-02-01", "2026-03-01")):
@@ -223,3 +229,34 @@ def test_measure_alternating_keeps_the_best_round(les):
     best = L.measure_alternating(les, {"one": "SELECT 1", "two": "SELECT 2"}, rounds=2, warmup=0, repeat=3,
                                  explain=False)
     assert set(best) == {"one", "two"} and all(m.n == 3 for m in best.values())
+
+
+# ---------------------------------------------------------------- the classic wrong answers (issue 22)
+
+def test_prunable_report_refuses_the_partition_by_name(les):
+    ex = get("06.prunable_report")
+    ex.setup(les)
+    march = [p for p in L.partitions_of(les, "ex_plays") if "2025_03" in p]
+    assert len(march) == 1
+    result = ex.check(les, f"SELECT count(*) FROM {march[0]}")
+    assert not result.ok and f"reads the partition {march[0]} by name. That is not pruning" in result.message
+    assert "pruned at plan time" not in result.message
+
+
+def test_prunable_report_between_is_named_not_a_function(les):
+    ex = get("06.prunable_report")
+    ex.setup(les)
+    result = ex.check(les, "SELECT count(*) FROM ex_plays "
+                           "WHERE played_at BETWEEN '2025-03-01 00:00+00' AND '2025-04-01 00:00+00'")
+    assert not result.ok and "BETWEEN includes its upper end" in result.message
+    assert "function" not in result.message
+
+
+def test_new_month_starts_unanswered_and_hints_only_after_a_try(les):
+    ex = get("06.new_month")
+    ex.setup(les)
+    start = ex.check(les)
+    assert not start.ok and not start.answered and "Hint:" not in start.message and "move them" not in start.message
+    les.run("CREATE TABLE ex_log_2026_01 (LIKE ex_log)")  # a first step, not yet attached
+    tried = ex.check(les)
+    assert tried.answered and "still goes to the default partition" in tried.message

@@ -121,6 +121,30 @@ def test_exercise_answer_of_the_wrong_type_gets_a_message(kernel):
     _still_usable(kernel)
 
 
+def test_a_failed_begin_commit_is_rolled_back_in_one_line_everywhere(kernel):
+    """Issue 22: one failed statement inside BEGIN ... COMMIT used to leave every later call failing."""
+    cell = kernel.run('db.try_sql("BEGIN; DELETE FROM artist; CREATE TABLE p PARTITION OF no_parent DEFAULT; COMMIT")')
+    assert cell["error"] is None, cell["traceback"]
+    _one_line_no_traceback(cell, "which is now rolled back")
+    _still_usable(kernel)  # the DELETE was not kept either: still 275 artists
+    setup = kernel.run(textwrap.dedent("""
+        db.conn.execute("BEGIN")
+        try:
+            db.conn.execute("SELECT 1/0")
+        except Exception:
+            pass
+        from helpers.exercises import get
+        ex = get("toolkit.count_pages")
+        ex.setup(db)
+        print(ex.check(db, 1))
+    """))
+    assert setup["error"] is None, setup["traceback"]
+    lines = setup["stdout"].splitlines()
+    assert lines[0].startswith("Rolled back a transaction that had failed earlier") and "too low" in lines[1], lines
+    assert "_pg3_" not in setup["stderr"] and "Traceback" not in setup["stderr"], setup["stderr"]
+    _still_usable(kernel)
+
+
 def test_interrupting_a_long_query_keeps_the_kernel_and_cancels_on_the_server(kernel):
     msg_id = kernel.kc.execute('db.set_timeout("0")\ndb.sql("SELECT pg_sleep(60)")')
     from helpers import db

@@ -166,3 +166,68 @@ def test_failed_concurrent_index_leaves_no_invalid_index(db):
     assert texts(w)[0].startswith("Error: The change failed and was rolled back, nothing is applied: could not create "
                                   "unique index")
     assert indexes(db) == [] and not w.applied
+
+
+# ---------------------------------------------------------------- issue 22: stuck transactions, a reset, a literal %
+
+def _stick(conn) -> None:
+    import psycopg
+
+    conn.execute("BEGIN")
+    with pytest.raises(psycopg.Error):
+        conn.execute("SELECT 1/0")
+
+
+def test_widgets_roll_back_a_failed_transaction_first(db, capsys, caplog):
+    import psycopg
+
+    from helpers.db import FAILED_TRANSACTION_NOTE
+
+    _stick(db)
+    w = BeforeAfter(db, QUERY, change="CREATE INDEX w_k_idx ON w (k)", params=(42,), repeat=3)
+    w.run_button.click()
+    assert w.last_error is None and w.applied
+    assert texts(w)[0].startswith(FAILED_TRANSACTION_NOTE)
+    _stick(db)
+    w.revert_button.click()
+    assert w.last_error is None and not w.applied and indexes(db) == []
+    _stick(db)
+    r = ScaleExplorer(db, sizes=(1_000, 3_000), repeat=3).run()
+    assert len(r.after) == 2
+    assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert "_pg3_" not in caplog.text and "current transaction is aborted" not in capsys.readouterr().out
+
+
+def test_a_widget_from_before_a_lesson_reset_says_to_rerun_its_cell(db):
+    from helpers import db as dbmod
+    from helpers.widgets import CLOSED
+
+    conn = dbmod.connect(db.info.dbname)
+    w = BeforeAfter(conn, QUERY, change="CREATE INDEX w_k_idx ON w (k)", params=(42,), repeat=3)
+    x = ScaleExplorer(conn, sizes=(1_000, 2_000), repeat=3)
+    # a reset drops the lesson database WITH (FORCE): the server ends the old session under the widget
+    db.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    w.run_button.click()
+    assert w.last_error == CLOSED and "re-run this widget's cell" in CLOSED
+    x.run_button.click()
+    assert x.last_error == CLOSED
+    conn.close()
+    w.run_button.click()
+    assert w.last_error == CLOSED and indexes(db) == []
+
+
+def test_a_literal_percent_with_parameters_gets_the_tip(db):
+    w = BeforeAfter(db, "SELECT * FROM w WHERE pad LIKE 'row 1%' AND k = %s", params=(42,),
+                    change="CREATE INDEX w_k_idx ON w (k)", repeat=3)
+    w.run_button.click()
+    assert "only '%s'" in w.last_error and "as %%" in w.last_error and indexes(db) == []
+
+
+def test_the_scale_explorer_legend_names_the_change_and_the_chart_explains_iqr(db):
+    r = ScaleExplorer(db, sizes=(1_000, 2_000), repeat=3).run()
+    legend = [t.get_text() for t in r.figure().axes[0].get_legend().get_texts()]
+    assert legend == ["without CREATE INDEX ON t (id)", "with CREATE INDEX ON t (id)"]
+    w = BeforeAfter(db, QUERY, change="CREATE INDEX w_k_idx ON w (k)", params=(42,), repeat=3)
+    label = w.run().figure().axes[0].get_xlabel()
+    assert "IQR, the middle half of the runs" in label
+    w.revert()

@@ -625,6 +625,7 @@ register(Exercise(
     setup_fn=_setup_ios,
     checker=_check_ios,
     lesson="03_indexing",
+    quiet_until_changed=True,
 ))
 
 register(Exercise(
@@ -649,6 +650,7 @@ register(Exercise(
     setup_fn=_setup_order,
     checker=_check_order,
     lesson="03_indexing",
+    quiet_until_changed=True,
 ))
 
 

@@ -361,6 +361,17 @@ def _check_predict(conn: psycopg.Connection, answer: Any) -> CheckResult:
         return CheckResult(True, f"{expected} statements: 1 for the artists, {PREDICT_ARTISTS} for their albums "
                                  f"(one per artist) and {expected - 1 - PREDICT_ARTISTS} for the tracks "
                                  "(one per album).")
+    albums = expected - 1 - PREDICT_ARTISTS
+    if answer == 1 + PREDICT_ARTISTS:
+        return CheckResult(False, f"{answer:,} counts the artists' SELECT and one per artist for its albums, but "
+                                  "the loop also reads each album's tracks lazily: one more statement per album. "
+                                  "Count the albums of those artists with SQL.")
+    if answer == expected - 1:
+        return CheckResult(False, f"{answer:,} is one short: the first SELECT, the one that loads the "
+                                  f"{PREDICT_ARTISTS} artists, is a statement too.")
+    if answer == 1 + albums:
+        return CheckResult(False, f"{answer:,} leaves out the {PREDICT_ARTISTS} statements that load each artist's "
+                                  "albums (one per artist).")
     direction = "too high" if answer > expected else "too low"
     return CheckResult(
         False, f"{answer:,} is {direction}. Hint: one SELECT for the artists, one per artist for its albums, and one "
@@ -429,15 +440,19 @@ def latency_runs(lesson: Any, delays: tuple[float, ...], variants: dict[str, Cal
     return out
 
 
-def plot_growth(parents: list[int], series: dict[str, list[float]], title: str) -> Any:
-    """Display only: time against the number of parents, one line per variant (a matplotlib Figure)."""
+def plot_growth(parents: list[int], series: dict[str, list[float]], title: str,
+                ylabel: str = "fastest run: time per request (ms)") -> Any:
+    """Display only: time against the number of parents, one line per variant (a matplotlib Figure).
+
+    ``series`` holds each variant's fastest run (``OrmRun.best``), as notebook 04 passes it; say otherwise in
+    ``ylabel`` when passing medians."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for name, times in series.items():
         ax.plot(parents, [t * 1000 for t in times], marker="o", label=name)
     ax.set_xlabel("parents loaded (customers)")
-    ax.set_ylabel("median time per request (ms)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()

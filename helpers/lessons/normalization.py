@@ -230,7 +230,17 @@ def _check_refresh(conn: psycopg.Connection, answer: Any) -> CheckResult:
         with conn.transaction(force_rollback=True):
             conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY ex_genre_sales")
     except psycopg.Error as exc:
-        return CheckResult(False, f"REFRESH ... CONCURRENTLY fails: {exc.diag.message_primary}. Hint: it needs a "
+        indexes = conn.execute("SELECT c.relname, i.indisunique, i.indpred IS NOT NULL, i.indexprs IS NOT NULL "
+                               "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                               "WHERE i.indrelid = 'ex_genre_sales'::regclass ORDER BY 1").fetchall()
+        why = ""
+        if indexes and not any(unique for _, unique, _, _ in indexes):
+            why = f" Your index {indexes[0][0]} is not UNIQUE, so it cannot tell the old and the new rows apart."
+        elif indexes and all(partial or expr for _, unique, partial, expr in indexes if unique):
+            name = next(n for n, unique, _, _ in indexes if unique)
+            why = (f" Your unique index {name} has a WHERE clause (or an expression), so it does not cover every "
+                   "row with plain columns.")
+        return CheckResult(False, f"REFRESH ... CONCURRENTLY fails: {exc.diag.message_primary}.{why} Hint: it needs a "
                                   "UNIQUE index on column(s) that identify each row of the view (no WHERE clause).")
     return CheckResult(True, "REFRESH MATERIALIZED VIEW CONCURRENTLY works: readers keep reading the old rows while "
                              "it rebuilds, and it only writes the rows that changed.")
@@ -265,6 +275,7 @@ register(Exercise(
     checker=_check_decompose,
     lesson="02_normalization",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(
@@ -278,4 +289,5 @@ register(Exercise(
     checker=_check_refresh,
     lesson="02_normalization",
     starting_answer=None,
+    quiet_until_changed=True,
 ))

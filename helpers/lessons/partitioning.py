@@ -467,7 +467,21 @@ def _check_prunable(conn: psycopg.Connection, answer: Any) -> CheckResult:
         return CheckResult(False, f"The query failed: {one_line_error(exc)}")
     if len(rows) != 1 or len(rows[0]) != 1:
         return CheckResult(False, "Return one value, the count (one row, one column).")
+    named = [p for p in partitions_of(conn, EX_PLAYS) if re.search(rf"\b{re.escape(p)}\b", query, re.I)]
+    if named:
+        return CheckResult(
+            False, f"Your query reads the partition {named[0]} by name. That is not pruning: the planner had nothing "
+                   "to choose, and the report breaks when the month or the partitioning changes. Query ex_plays and "
+                   "let the planner find the partition from the condition on played_at.")
     got = rows[0][0]
+    between = re.search(r"\bbetween\b", query, re.I) is not None
+    if got != expected or report.scanned > 1:
+        if between:
+            return CheckResult(
+                False, f"BETWEEN includes its upper end: played_at BETWEEN '2025-03-01' AND '2025-04-01' also asks "
+                       f"for the instant 2025-04-01 00:00, which belongs to April, so the plan reads "
+                       f"{report.scanned} partitions (and counts {got!r} plays, the original {expected:,}). Use the "
+                       "half-open range played_at >= '2025-03-01' AND played_at < '2025-04-01'.")
     if got != expected:
         return CheckResult(
             False, f"Your query counts {got!r} plays, the original query {expected:,}. Hint: March 2025 is the "
@@ -475,10 +489,16 @@ def _check_prunable(conn: psycopg.Connection, answer: Any) -> CheckResult:
     if report.scanned == 0:
         return CheckResult(False, "The plan reads no partition of ex_plays: count the plays, don't type the number.")
     if report.scanned > 1:
+        wrapped = re.search(r"\b(extract|date_part|date_trunc|to_char|date)\s*\(|played_at\s*::", query, re.I)
+        if wrapped:
+            return CheckResult(
+                False, f"Same count, but the plan still reads {report.scanned} of {report.partitions} partitions. "
+                       "Hint: the planner prunes only when the partition key itself is compared with values "
+                       "(played_at >= ... AND played_at < ...), not a function of it.")
         return CheckResult(
-            False, f"Same count, but the plan still reads {report.scanned} of {report.partitions} partitions. Hint: "
-                   "the planner prunes only when the partition key itself is compared with values "
-                   "(played_at >= ... AND played_at < ...), not a function of it.")
+            False, f"Same count, but the plan still reads {report.scanned} of {report.partitions} partitions: your "
+                   "condition on played_at lets through more than March. Hint: the half-open range "
+                   "played_at >= '2025-03-01' AND played_at < '2025-04-01'.")
     return CheckResult(True, f"Same count ({expected:,}), and the plan reads 1 of {report.partitions} partitions "
                              f"({report.pruned_at_plan} pruned at plan time).")
 
@@ -513,9 +533,15 @@ def _check_new_month(conn: psycopg.Connection, answer: Any) -> CheckResult:
     expected = conn.execute(f"SELECT count(*), sum(id), count(*) FILTER (WHERE logged_at >= {_JAN[0]} AND "
                             f"logged_at < {_JAN[1]}) FROM ({_EX_LOG_GEN}) AS gen").fetchone()
     got = conn.execute("SELECT count(*), sum(id) FROM ex_log").fetchone()
+    if got[0] < expected[0]:
+        return CheckResult(False, f"ex_log holds {got[0]:,} rows, {expected[0] - got[0]:,} fewer than the setup's "
+                                  f"{expected[0]:,}: rows were deleted, not moved. Run the setup again; this time keep "
+                                  "January's rows somewhere (e.g. the new table, created first as a plain table) "
+                                  "before you delete them from the default, then attach it, in one transaction.")
     if tuple(got) != tuple(expected[:2]):
-        return CheckResult(False, f"ex_log holds {got[0]:,} rows, it should still hold all {expected[0]:,} (none "
-                                  "lost, none copied twice). Run the setup again and move the rows rather than copy.")
+        return CheckResult(False, f"ex_log holds {got[0]:,} rows, it should still hold all {expected[0]:,} exactly "
+                                  "once: some rows are there twice. Run the setup again and move the rows (delete "
+                                  "them from the default) rather than copy them.")
     bounds = dict(partition_bounds(conn, "ex_log"))
     defaults = [p for p, b in bounds.items() if b == "DEFAULT"]
     if not defaults:
@@ -570,4 +596,5 @@ register(Exercise(
     checker=_check_new_month,
     lesson="06_partitioning",
     starting_answer=None,
+    quiet_until_changed=True,
 ))

@@ -342,9 +342,52 @@ EX_AFTER = 400_000  # the exercise's cursor: the row at this position in (played
 
 
 def _ex_cursor(conn: psycopg.Connection) -> tuple[Any, int]:
+    """The cursor sits inside a tie: the first row of the first played_at shared by several plays, at or after
+    position EX_AFTER. So a query that drops the tie-breaker (or compares the columns one by one) skips the tie's
+    other rows and is refused, and one that uses >= repeats the cursor's row."""
     row = conn.execute("SELECT played_at, play_id FROM plays ORDER BY played_at, play_id LIMIT 1 OFFSET %s",
                        (min(EX_AFTER, _plays(conn) // 2),)).fetchone()
+    for window in ("7 days", "10 years"):
+        tie = conn.execute(
+            "SELECT played_at, min(play_id) FROM plays WHERE played_at >= %s AND played_at < %s + %s::interval "
+            "GROUP BY played_at HAVING count(*) > 1 ORDER BY played_at LIMIT 1", (row[0], row[0], window)).fetchone()
+        if tie:
+            return tie[0], tie[1]
     return row[0], row[1]
+
+
+def keyset_cursor_offset(conn: Any) -> int:
+    """How many plays come before the exercise's next page (the OFFSET that gives the same rows)."""
+    at, pid = _ex_cursor(as_connection(conn))
+    return int(as_connection(conn).execute(
+        "SELECT count(*) FROM plays WHERE (played_at, play_id) <= (%s, %s)", (at, pid)).fetchone()[0])
+
+
+_NEXT_PAGE = ("SELECT play_id, customer_id, track_id, played_at FROM plays WHERE {} "
+              "ORDER BY played_at, play_id LIMIT 20")
+
+
+def _keyset_mistake(conn: psycopg.Connection, body: str, got: list, at: Any, pid: int) -> str | None:
+    """Name the classic keyset mistake whose rows the learner's query returned, if it is one of them."""
+    rows = [tuple(r[:4]) for r in got]
+
+    def same(where: str) -> bool:
+        return rows == [tuple(r) for r in conn.execute(_NEXT_PAGE.format(where), {"at": at, "pid": pid}).fetchall()]
+
+    ties = conn.execute("SELECT count(*) FROM plays WHERE played_at = %s AND play_id > %s", (at, pid)).fetchone()[0]
+    if same("played_at > %(at)s") or same("played_at > %(at)s AND play_id > %(pid)s"):
+        if re.search(r"\bplay_id\s*>", body, re.I) and not re.search(r"\)\s*>", body):
+            return (f"Your query skips the {ties} other play(s) at the cursor's own time ({at}): comparing the "
+                    "columns one by one (played_at > ... AND play_id > ...) is not \"after the cursor\", because a "
+                    "play at the same time with a higher play_id comes next. Compare the pair: "
+                    "WHERE (played_at, play_id) > (<cursor>).")
+        return (f"Your query skips the {ties} other play(s) that share the cursor's played_at ({at}): "
+                "played_at alone is not unique, so it needs its tie-breaker, play_id, in the WHERE clause too: "
+                "WHERE (played_at, play_id) > (<cursor>).")
+    if rows and rows[0][0] == pid:
+        return ("Your page starts with the cursor's own row, the last row of the current page, so it would be shown "
+                "twice: use > (strictly after the cursor), not >=.")
+    return None
 
 
 def _plays(conn: psycopg.Connection) -> int:
@@ -382,6 +425,9 @@ def _check_keyset(conn: psycopg.Connection, answer: Any) -> CheckResult:
     except psycopg.Error as exc:
         return CheckResult(False, f"The query failed: {one_line_error(exc)}")
     if [tuple(r[:4]) for r in got] != [tuple(r) for r in expected]:
+        mistake = _keyset_mistake(conn, body, got, at, pid)
+        if mistake:
+            return CheckResult(False, mistake)
         return CheckResult(
             False, f"The query returns {len(got)} rows, but not the 20 plays that come right after the cursor in "
                    "(played_at, play_id) order (columns play_id, customer_id, track_id, played_at). Hint: "
@@ -449,15 +495,28 @@ def _check_upsert(conn: psycopg.Connection, answer: Any) -> CheckResult:
         with conn.transaction(force_rollback=True):
             conn.execute(body)
             got = conn.execute("SELECT track_id, plays FROM ex_track_stats ORDER BY track_id").fetchall()
+    except psycopg.errors.AmbiguousColumn as exc:
+        return CheckResult(False, f"The statement failed: {one_line_error(exc)}. In DO UPDATE two rows are in "
+                                  "scope, the stored one and the proposed one, so a bare plays could be either: "
+                                  "write ex_track_stats.plays for the stored value and EXCLUDED.plays for the day's.")
+    except psycopg.errors.UniqueViolation as exc:
+        return CheckResult(False, f"The statement failed: {one_line_error(exc)}: a plain INSERT stops at the first "
+                                  "track that already has a row. Hint: INSERT ... ON CONFLICT (track_id) DO UPDATE "
+                                  "SET ... handles the rows that already exist.")
     except psycopg.Error as exc:
-        return CheckResult(False, f"The statement failed: {one_line_error(exc)}. Hint: INSERT ... ON CONFLICT "
-                                  "(track_id) DO UPDATE SET ... handles the rows that already exist.")
+        return CheckResult(False, f"The statement failed: {one_line_error(exc)}.")
     if got == [tuple(r) for r in expected]:
         return CheckResult(True, f"One statement merged {len(expected) - before} new tracks and added the plays of "
                                  f"the others ({len(expected)} rows). (The check ran it in a transaction that was "
                                  "rolled back, so you can try again.)")
     if len(got) == before:
         return CheckResult(False, f"ex_track_stats still has {len(got)} rows: the new tracks were not inserted.")
+    old_rows = dict(conn.execute("SELECT track_id, plays FROM ex_track_stats").fetchall())
+    known = [(t, p) for t, p in got if t in old_rows]
+    if known and all(old_rows[t] == p for t, p in known):
+        return CheckResult(False, "The new tracks are in, but the known tracks kept their old plays: DO NOTHING "
+                                  "(or a condition that never matches) skips them. Hint: DO UPDATE SET plays = "
+                                  "ex_track_stats.plays + EXCLUDED.plays.")
     return CheckResult(False, f"The result has {len(got)} rows but some plays are wrong. Hint: in DO UPDATE, "
                               "ex_track_stats.plays is the old value and EXCLUDED.plays the day's value: add them.")
 

@@ -371,6 +371,11 @@ def _check_on_delete(conn: psycopg.Connection, answer: Any) -> CheckResult:
         return CheckResult(False, "ex_wishlist should have exactly one foreign key to customer (customer_id) and one "
                                   "to track (track_id); re-run the setup cell and change the existing ones.")
     customer_action, track_action = _ACTIONS[by_customer[0][2]], _ACTIONS[by_track[0][2]]
+    if customer_action in ("SET NULL", "SET DEFAULT"):
+        return CheckResult(False, f"The foreign key to customer is ON DELETE {customer_action}: deleting a customer "
+                                  "would keep their wishlist rows and try to point them at no customer, which the "
+                                  "NOT NULL primary key refuses. The rows should go with the customer: ON DELETE "
+                                  "CASCADE.")
     if customer_action != "CASCADE":
         return CheckResult(False, f"The foreign key to customer is ON DELETE {customer_action}: deleting a customer "
                                   "would still be blocked by their wishlist. Hint: drop the constraint and add it "
@@ -400,23 +405,70 @@ def _setup_updated_at(conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO ex_note VALUES (1, 'first', %s), (2, 'second', %s)", (_OLD, _OLD))
 
 
-def _check_updated_at(conn: psycopg.Connection, answer: Any) -> CheckResult:
-    if not _table_exists(conn, "ex_note"):
-        return CheckResult(False, "There is no table ex_note; run the exercise's setup cell first.")
+def _note_triggers(conn: psycopg.Connection) -> list[tuple[str, int, bool]]:
+    """The learner's UPDATE triggers on ex_note: (name, tgtype bits, limited to listed columns by UPDATE OF)."""
+    rows = conn.execute("SELECT tgname, tgtype, array_length(tgattr::int2[], 1) IS NOT NULL FROM pg_trigger "
+                        "WHERE tgrelid = 'ex_note'::regclass AND NOT tgisinternal AND tgenabled <> 'D' "
+                        "AND tgtype & 16 <> 0 ORDER BY tgname").fetchall()
+    return [(r[0], int(r[1]), bool(r[2])) for r in rows]
+
+
+def _probe_note(conn: psycopg.Connection, assignment: str) -> tuple[Any, Any, Any]:
+    """Run ``UPDATE ex_note SET <assignment>`` on note 2 and roll it back: (updated_at before, after, now())."""
     with conn.transaction(force_rollback=True):
         before = conn.execute("SELECT updated_at FROM ex_note WHERE note_id = 2").fetchone()
         if before is None:
-            return CheckResult(False, "Note 2 is missing from ex_note; re-run the setup cell.")
-        row = conn.execute("UPDATE ex_note SET body = body || '!' WHERE note_id = 2 RETURNING updated_at, "
-                           "now() AS now").fetchone()
-    if row[0] == before[0]:
-        return CheckResult(False, "A plain UPDATE of body left updated_at where it was. Hint: a BEFORE UPDATE "
-                                  "... FOR EACH ROW trigger can set NEW.updated_at := now().")
-    if row[0] < row[1]:
-        return CheckResult(False, f"updated_at changed, but to {row[0]}, earlier than the UPDATE itself; set it "
+            return None, None, None
+        row = conn.execute(f"UPDATE ex_note SET {assignment} WHERE note_id = 2 RETURNING updated_at, now()"
+                           ).fetchone()
+    return before[0], row[0], row[1]
+
+
+def _check_updated_at(conn: psycopg.Connection, answer: Any) -> CheckResult:
+    from helpers.widgets import one_line_error
+
+    if not _table_exists(conn, "ex_note"):
+        return CheckResult(False, "There is no table ex_note; run the exercise's setup cell first.")
+    triggers = _note_triggers(conn)
+    after = [name for name, bits, _ in triggers if bits & 2 == 0]
+    per_statement = [name for name, bits, _ in triggers if bits & 1 == 0]
+    try:
+        before, got, now = _probe_note(conn, "body = body || '!'")
+    except psycopg.Error as exc:
+        extra = (f" Your trigger {after[0]} runs AFTER UPDATE; an AFTER trigger that UPDATEs ex_note itself fires "
+                 "again for that UPDATE, without end. Set NEW.updated_at in a BEFORE UPDATE ... FOR EACH ROW "
+                 "trigger instead.") if after else ""
+        return CheckResult(False, f"A plain UPDATE of ex_note now fails: {one_line_error(exc)}.{extra}")
+    if before is None:
+        return CheckResult(False, "Note 2 is missing from ex_note; re-run the setup cell.")
+    if got == before:
+        if after and not [n for n, bits, _ in triggers if bits & 3 == 3]:
+            return CheckResult(False, f"Your trigger {after[0]} runs AFTER UPDATE: by then the row is already "
+                                      "written, so what it does to NEW is thrown away. Make it BEFORE UPDATE ... "
+                                      "FOR EACH ROW.")
+        if per_statement and len(per_statement) == len(triggers):
+            return CheckResult(False, f"Your trigger {per_statement[0]} is FOR EACH STATEMENT: it has no NEW row to "
+                                      "change. Make it FOR EACH ROW.")
+        if triggers:
+            return CheckResult(False, f"There is an UPDATE trigger ({triggers[0][0]}), but a plain UPDATE of body "
+                                      "left updated_at where it was: does the function set NEW.updated_at and "
+                                      "RETURN NEW?")
+        return CheckResult(False, "A plain UPDATE of body left updated_at where it was (setting the column by hand "
+                                  "is not the answer: the next UPDATE from psql forgets it again). Hint: a BEFORE "
+                                  "UPDATE ... FOR EACH ROW trigger can set NEW.updated_at := now().")
+    if got < now:
+        return CheckResult(False, f"updated_at changed, but to {got}, earlier than the UPDATE itself; set it "
                                   "to now().")
-    return CheckResult(True, "A raw UPDATE that never mentions updated_at now sets it to now(): the database keeps "
-                             "it, whoever sends the UPDATE.")
+    # Every UPDATE, not only those that mention body: BEFORE UPDATE OF body fires only when body is in SET.
+    _, other, _ = _probe_note(conn, "note_id = note_id")
+    if other == before and any(limited for _, _, limited in triggers):
+        return CheckResult(False, "An UPDATE of body now sets updated_at, but an UPDATE of another column (here SET "
+                                  "note_id = note_id) does not: your trigger is BEFORE UPDATE OF <columns>, which "
+                                  "fires only when one of those columns is in SET. The row changed all the same, and "
+                                  "any column added later would be missed too, so drop the OF list: BEFORE UPDATE "
+                                  "ON ex_note.")
+    return CheckResult(True, "A raw UPDATE that never mentions updated_at now sets it to now(), whichever column it "
+                             "changes: the database keeps it, whoever sends the UPDATE.")
 
 
 register(Exercise(
@@ -431,6 +483,7 @@ register(Exercise(
     checker=_check_one_to_one,
     lesson="01_schema_design",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(
@@ -445,6 +498,7 @@ register(Exercise(
     checker=_check_on_delete,
     lesson="01_schema_design",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
 register(Exercise(
@@ -459,5 +513,6 @@ register(Exercise(
     checker=_check_updated_at,
     lesson="01_schema_design",
     starting_answer=None,
+    quiet_until_changed=True,
 ))
 
