@@ -67,6 +67,11 @@ def test_live_email_other_correct_forms(les, email):
     assert email.check(les).ok
 
 
+def test_live_email_starting_state_reveals_no_answer(les, email):
+    message = email.check(les).message
+    assert "as the setup left it" in message and "WHERE" not in message and "index" not in message
+
+
 def test_live_email_keeping_the_constraint(les, email):
     les.run("CREATE UNIQUE INDEX live_only ON ex10_customer (email) WHERE deleted_at IS NULL")
     result = email.check(les)

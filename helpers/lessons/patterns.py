@@ -322,6 +322,10 @@ def _check_live_email(conn: psycopg.Connection, answer: Any) -> CheckResult:
             "Two live customers can now share fan11@example.org: nothing enforces uniqueness among live rows any "
             "more. Hint: CREATE UNIQUE INDEX ... ON ex10_customer (email) WHERE deleted_at IS NULL."))
     if not rejoin:
+        if len(defs) == 1 and "ex10_customer_email_key" in defs[0]:
+            return CheckResult(False, (
+                "The table is as the setup left it: fan10@example.org, a soft-deleted customer, still cannot sign up "
+                "again. Change the table, then run this check again."))
         if any(d.endswith("(email)") for d in defs):
             return CheckResult(False, (
                 "fan10@example.org belongs to a soft-deleted customer and still blocks a new signup: a unique "
