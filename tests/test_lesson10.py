@@ -246,3 +246,22 @@ def test_write_cost_cleans_up(les):
     finally:
         les.run("DROP TABLE audit_log")
         les.run("DROP FUNCTION audit_row()")
+
+
+def test_polymorphic_mappings_load_the_same_comments(les):
+    from sqlalchemy.orm import Session
+
+    tid = les.scalar("SELECT commentable_id FROM comments WHERE commentable_type = 'track' "
+                     "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")
+    expected = les.scalar(f"SELECT count(*) FROM comments WHERE commentable_type = 'track' AND commentable_id = {tid}")
+    les.run("DROP TABLE IF EXISTS comment_arc, track_comment")
+    les.run("CREATE TABLE comment_arc AS SELECT comment_id, body, "
+            "CASE WHEN commentable_type = 'track' THEN commentable_id END AS track_id FROM comments")
+    les.run("CREATE TABLE track_comment AS SELECT commentable_id AS track_id, comment_id FROM comments "
+            "WHERE commentable_type = 'track'")
+    try:
+        with Session(les.engine) as session:
+            counts = {d: len(session.get(T, tid).comments) for d, T in l10.polymorphic_mappings().items()}
+        assert counts == {"generic": expected, "arc": expected, "join table": expected}
+    finally:
+        les.run("DROP TABLE comment_arc, track_comment")

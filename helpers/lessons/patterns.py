@@ -10,6 +10,7 @@ What lives here rather than in the notebook:
 - :data:`AUDIT_SQL`, :func:`app_audit_session`: the trigger audit and the application-level audit (SQLAlchemy
   ``before_flush``), side by side;
 - :func:`trigger_write_cost`: UPDATE throughput of the same rows with and without the audit trigger;
+- :func:`polymorphic_mappings`: SQLAlchemy mappings of the three polymorphic designs;
 - :func:`fastest_ratio`: the steadier ratio (fastest run of each side) on a busy machine;
 - the lesson's checked exercises (ids ``10.*``), registered on import; reference solutions are in
   :mod:`helpers.lessons.solutions.patterns`.
@@ -31,6 +32,7 @@ from helpers.timing import Measurement, as_connection
 __all__ = [
     "try_signups", "SoftDelete", "LiveCustomer", "live_only_session", "count_as_role", "AUDIT_SQL",
     "AuditedTrack", "app_audit_session", "WriteCost", "trigger_write_cost", "fastest_ratio", "STATE_AT_SQL",
+    "polymorphic_mappings",
 ]
 
 
@@ -475,3 +477,69 @@ register(Exercise(
     checker=_check_no_orphans,
     lesson="10_patterns",
 ))
+
+
+# ------------------------------------------------------------------------------------------ polymorphic mappings
+
+def polymorphic_mappings() -> dict[str, Any]:
+    """SQLAlchemy mappings of a track's comments in the three designs of lesson 10, one registry each.
+
+    ``"generic"``: no foreign key exists, so the join condition is spelled out and marked ``foreign()``;
+    ``"arc"``: an ordinary one-to-many over ``comment_arc.track_id`` (``passive_deletes``: the database cascades);
+    ``"join table"``: a many-to-many through ``track_comment``. Each value is the design's ``Track`` class, whose
+    ``comments`` relationship loads the comments.
+    """
+    from sqlalchemy import Column, ForeignKey, Integer, Table, and_
+    from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
+
+    class GenericBase(DeclarativeBase):
+        pass
+
+    class GenericComment(GenericBase):
+        __tablename__ = "comments"
+        comment_id: Mapped[int] = mapped_column(primary_key=True)
+        commentable_type: Mapped[str]
+        commentable_id: Mapped[int]
+        body: Mapped[str]
+
+    class GenericTrack(GenericBase):
+        __tablename__ = "track"
+        track_id: Mapped[int] = mapped_column(primary_key=True)
+        comments: Mapped[list[GenericComment]] = relationship(
+            viewonly=True,
+            primaryjoin=lambda: and_(GenericComment.commentable_type == "track",
+                                     foreign(GenericComment.commentable_id) == GenericTrack.track_id))
+
+    class ArcBase(DeclarativeBase):
+        pass
+
+    class ArcComment(ArcBase):
+        __tablename__ = "comment_arc"
+        comment_id: Mapped[int] = mapped_column(primary_key=True)
+        track_id: Mapped[int | None] = mapped_column(ForeignKey("track.track_id", ondelete="CASCADE"))
+        body: Mapped[str]
+
+    class ArcTrack(ArcBase):
+        __tablename__ = "track"
+        track_id: Mapped[int] = mapped_column(primary_key=True)
+        comments: Mapped[list[ArcComment]] = relationship(passive_deletes=True)
+
+    class JoinBase(DeclarativeBase):
+        pass
+
+    track_comment = Table(
+        "track_comment", JoinBase.metadata,
+        Column("track_id", Integer, ForeignKey("track.track_id", ondelete="CASCADE"), primary_key=True),
+        Column("comment_id", Integer, ForeignKey("comments.comment_id", ondelete="CASCADE"), primary_key=True))
+
+    class JoinComment(JoinBase):
+        __tablename__ = "comments"
+        comment_id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+
+    class JoinTrack(JoinBase):
+        __tablename__ = "track"
+        track_id: Mapped[int] = mapped_column(primary_key=True)
+        comments: Mapped[list[JoinComment]] = relationship(secondary=track_comment)
+
+    return {"generic": GenericTrack, "arc": ArcTrack, "join table": JoinTrack}
