@@ -136,6 +136,16 @@ def test_no_orphans_columns_not_filled(les, arc):
     assert "UPDATE ex10_comment" in arc.check(les).message
 
 
+def test_no_orphans_wrong_values(les, arc):
+    les.run(f"ALTER TABLE ex10_comment ADD COLUMN track_id int {CASCADE_T}, ADD COLUMN album_id int {CASCADE_A}")
+    les.run("UPDATE ex10_comment SET track_id = CASE WHEN commentable_type = 'track' THEN 1 END, "
+            "album_id = CASE WHEN commentable_type = 'album' THEN commentable_id END")
+    les.run("ALTER TABLE ex10_comment DROP COLUMN commentable_type, DROP COLUMN commentable_id, "
+            "ADD CHECK (num_nonnulls(track_id, album_id) = 1)")
+    result = arc.check(les)
+    assert not result.ok and "different target" in result.message
+
+
 def test_no_orphans_without_foreign_keys(les, arc):
     _columns(les)
     result = arc.check(les)
