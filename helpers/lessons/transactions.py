@@ -7,7 +7,9 @@ the retry loop :func:`with_retry`, :func:`vacuum_counts` (what ``VACUUM VERBOSE`
 """
 from __future__ import annotations
 
+import functools
 import random
+import types
 import re
 import statistics
 import threading
@@ -490,13 +492,18 @@ SELL_PROMPT = """def sell(conn, track_id):
 
 
 class _Paused:
-    """A connection stand-in for the check: after the first statement of sell() it stops until told to go on."""
+    """A connection stand-in for the check: after sell()'s first statement that reads or writes, it stops until told
+    to go on (SET and BEGIN do not count)."""
 
     def __init__(self, conn: psycopg.Connection, paused: threading.Event, go: threading.Event) -> None:
         self._conn, self._paused, self._go, self._n = conn, paused, go, 0
 
-    def execute(self, *args: Any, **kw: Any) -> Any:
-        cur = self._conn.execute(*args, **kw)
+    def execute(self, query: Any, *args: Any, **kw: Any) -> Any:
+        cur = self._conn.execute(query, *args, **kw)
+        text = query if isinstance(query, (str, bytes)) else getattr(query, "as_string", lambda c: str(query))(self._conn)
+        text = text.decode() if isinstance(text, bytes) else text
+        if text.split(None, 1)[0].upper() in ("SET", "BEGIN", "START"):
+            return cur  # settings: the pause comes after the first statement that reads or writes
         self._n += 1
         if self._n == 1:
             self._paused.set()
@@ -604,7 +611,7 @@ register(Exercise(
             "runs two sales in the worst order: the first pauses after its first statement while the second runs."),
     setup_fn=lambda conn: None,
     checker=_check_sell,
-    answer_kind=type(lambda: None),
+    answer_kind=(types.FunctionType, functools.partial),
     answer_hint="a function sell(conn, track_id)",
     lesson="07_transactions",
 ))
