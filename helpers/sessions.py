@@ -124,7 +124,7 @@ def wait_until_blocked(monitor: psycopg.Connection, pid: int, done: Callable[[],
         if time.monotonic() > deadline:
             raise WorkbookError(f"{what} neither finished nor started waiting on a lock within {timeout:g} s.")
         time.sleep(delay)  # polling interval only: the state is read from the server, never assumed
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.02)
 
 
 class _Session:
@@ -225,6 +225,14 @@ class Sessions:
                 s.conn.close()
             s.thread.join(timeout=5)
         if self.monitor is not None:
+            # closing a connection returns before the server process has ended (and dropped its snapshot and
+            # locks): wait until it has, so the next cell sees the sessions gone
+            with contextlib.suppress(Exception):
+                pids = [s.pid for s in self._sessions.values()]
+                deadline = time.monotonic() + 5
+                while (self.monitor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                            (pids,)).fetchone()[0] and time.monotonic() < deadline):
+                    time.sleep(0.005)  # polling the server
             with contextlib.suppress(Exception):
                 self.monitor.close()
             self.monitor = None

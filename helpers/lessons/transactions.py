@@ -41,21 +41,26 @@ def setup_tables(conn: psycopg.Connection, jobs: int = JOBS) -> dict[str, int]:
     """(Re)create the lesson's own tables; returns the ids the lesson uses, chosen from the data.
 
     ``stock``: copies in stock per track (the counter the threads fight over), with a ``version`` column;
-    ``duty``: which support reps are on duty (write skew); ``job``/``job_done``: the queue and its log.
+    ``duty``: which support reps are on duty (write skew); ``job``/``job_done``: the queue and its log;
+    ``ledger``: rows to update for VACUUM. Autovacuum is off on all of them, so no autovacuum ANALYZE (which holds
+    a snapshot) can overlap the lesson's own VACUUM counts.
     """
     conn.execute("DROP TABLE IF EXISTS stock, duty, job_done, job, ledger")
     conn.execute("""CREATE TABLE stock (
-        track_id integer PRIMARY KEY REFERENCES track, in_stock integer NOT NULL, version integer NOT NULL DEFAULT 1)""")
+        track_id integer PRIMARY KEY REFERENCES track, in_stock integer NOT NULL, version integer NOT NULL DEFAULT 1)
+        WITH (autovacuum_enabled = off)""")
     conn.execute("INSERT INTO stock (track_id, in_stock) SELECT track_id, 100 FROM track ORDER BY track_id LIMIT 10")
     conn.execute("""CREATE TABLE duty (
-        employee_id integer PRIMARY KEY REFERENCES employee, on_duty boolean NOT NULL)""")
+        employee_id integer PRIMARY KEY REFERENCES employee, on_duty boolean NOT NULL)
+        WITH (autovacuum_enabled = off)""")
     conn.execute("INSERT INTO duty SELECT employee_id, true FROM employee "
                  "WHERE title = 'Sales Support Agent' ORDER BY employee_id LIMIT 2")
     conn.execute("""CREATE TABLE job (
         job_id integer PRIMARY KEY, track_id integer NOT NULL REFERENCES track,
         status text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'done')))
         WITH (autovacuum_enabled = off)""")
-    conn.execute("CREATE TABLE job_done (job_id integer NOT NULL REFERENCES job, worker integer NOT NULL)")
+    conn.execute("CREATE TABLE job_done (job_id integer NOT NULL REFERENCES job, worker integer NOT NULL) "
+                 "WITH (autovacuum_enabled = off)")
     fill_jobs(conn, jobs)
     # for VACUUM: half-empty pages, so no page fills up and gets pruned on the fly before VACUUM counts
     conn.execute("""CREATE TABLE ledger (invoice_id integer PRIMARY KEY, total numeric(10, 2) NOT NULL)
