@@ -134,13 +134,24 @@ def repeatable_read_with_retry(conn, track_id):
     l7.with_retry(lambda: repeatable_read_no_retry(conn, track_id), base_delay=0)
 
 
+def left_open(conn, track_id):
+    conn.execute("BEGIN")
+    conn.execute("SELECT in_stock FROM stock WHERE track_id = %s FOR UPDATE", (track_id,))
+    conn.execute("UPDATE stock SET in_stock = in_stock - 1 WHERE track_id = %s", (track_id,))
+
+
+def broken_sql(conn, track_id):
+    conn.execute("UPDATE stok SET in_stock = in_stock - 1")
+
+
 def test_sell_exercise_refuses_the_classic_mistakes(les):
     ex = get("07.safe_sell")
     ex.setup(les)
     assert not ex.check(les, NO_ANSWER)
     assert "a function" in ex.check(les, "UPDATE stock ...").message
     for wrong, words in [(naive_sell, "lost update"), (naive_in_transaction, "a transaction alone"),
-                         (repeatable_read_no_retry, "40001")]:
+                         (repeatable_read_no_retry, "40001"), (left_open, "still open"),
+                         (broken_sql, "UndefinedTable")]:
         res = ex.check(les, wrong)
         assert not res and words in res.message, (wrong.__name__, res.message)
 

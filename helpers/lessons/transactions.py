@@ -533,7 +533,7 @@ def race_two_sales(db: Any, sell: Callable[[Any, int], Any]) -> dict[str, Any]:
     tid = conn0.execute("SELECT min(track_id) FROM stock").fetchone()[0]
     conn0.execute("UPDATE stock SET in_stock = 10, version = 1 WHERE track_id = %s", (tid,))
     paused, go = threading.Event(), threading.Event()
-    result: dict[str, Any] = {"before": 10, "a_error": None, "b_error": None, "b_waited": False}
+    result: dict[str, Any] = {"before": 10, "a_error": None, "b_error": None, "b_waited": False, "a_open": False}
     ca = cb = None
     try:
         ca = connect_like(db, "pdw:07-sale-A")
@@ -569,6 +569,9 @@ def race_two_sales(db: Any, sell: Callable[[Any, int], Any]) -> dict[str, Any]:
             result["b_waited"] = True
         go.set()
         ta.join(30)
+        if not ta.is_alive() and ca.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            result["a_open"] = True   # sell() returned inside a transaction: end it, or B waits for ever
+            ca.rollback()
         tb.join(30)
         if ta.is_alive() or tb.is_alive():
             raise WorkbookError("A sale did not finish within 30 s (is a transaction left open?).")
@@ -586,6 +589,9 @@ def _check_sell(conn: psycopg.Connection, answer: Any) -> CheckResult:
         r = race_two_sales(conn, answer)
     except WorkbookError as exc:
         return CheckResult(False, str(exc))
+    if r["a_open"]:
+        return CheckResult(False, "sell() returned with its transaction still open (a BEGIN without COMMIT), so its "
+                                  "locks stayed held; end it, e.g. with `with conn.transaction():` around the body.")
     for who in ("a_error", "b_error"):
         exc = r[who]
         if exc is None:
