@@ -293,6 +293,25 @@ def hammer(db: Any, variant: str, *, workers: int = 8, per_worker: int = 50, thi
     return Contention(variant, workers, per_worker, before, after, seconds, sum(s.retries for s in stats), errors)
 
 
+def plot_contention(runs: dict[str, Contention]) -> Any:
+    """Display only: lost updates and decrements per second of each variant, side by side."""
+    import matplotlib.pyplot as plt
+
+    names = list(runs)[::-1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 2.8), sharey=True)
+    ax1.barh(names, [runs[n].lost for n in names], color="tab:red")
+    ax1.set_xlabel("lost updates")
+    ax2.barh(names, [runs[n].per_second for n in names])
+    ax2.set_xlabel("decrements per second")
+    for ax in (ax1, ax2):
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(f"{next(iter(runs.values())).workers} workers x {next(iter(runs.values())).per_worker} "
+                 "decrements of one counter")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------- the job queue
 
 TAKE = {
