@@ -99,3 +99,15 @@ def test_render_timeline_without_a_server():
     text = render_timeline(steps, ["A", "B"], width=40)
     assert "⏳ waits for A" in text and "↳ step 2 finished: UPDATE 1" in text
     assert len(text.splitlines()) == 2 + 5   # header, rule; the UPDATE takes two lines
+
+
+def test_a_session_ended_by_the_server_says_so_in_one_line(conn):
+    with Sessions(conn, "C") as s:
+        s.run("C", "SET idle_in_transaction_session_timeout = '300ms'")
+        s.run("C", "BEGIN")
+        s.run("C", "SELECT 1")
+        s.wait_gone("C")
+        step = s.run("C", "SELECT 1")
+        assert step.closed and step.outcome() == "ERROR: the server closed the connection"
+        with pytest.raises(WorkbookError, match="closed by the server"):
+            s.run("C", "SELECT 1")
