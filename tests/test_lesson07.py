@@ -112,6 +112,7 @@ def test_isolation_exercise(les):
     assert ex.check(les, solve("07.isolation_level", les.conn))
     assert ex.check(les, "  SERIALIZABLE ")
     assert ex.check(les, "isolation level serializable")
+    assert ex.check(les, "SERIALIZABLE;")
 
 
 def naive_sell(conn, track_id):

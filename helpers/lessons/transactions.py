@@ -488,7 +488,7 @@ LEVELS = {"read uncommitted": "READ UNCOMMITTED", "read committed": "READ COMMIT
 
 
 def _check_level(conn: psycopg.Connection, answer: Any) -> CheckResult:
-    key = re.sub(r"[\s_]+", " ", str(answer).strip().lower())
+    key = re.sub(r"[\s_]+", " ", str(answer).strip().rstrip(";").strip().lower())
     key = key.removeprefix("isolation level ").strip()
     if key not in LEVELS:
         return CheckResult(False, f"{answer!r} is not an isolation level; PostgreSQL has READ UNCOMMITTED, "
