@@ -54,6 +54,7 @@ class Step:
     rowcount: int = -1
     sqlstate: str | None = None
     error: str | None = None
+    detail: str | None = None        # the error's DETAIL line (may hold pids and xids: not in the timeline)
     blocked_by: list[str] = field(default_factory=list)  # who it waited for, when it was seen waiting
     waited: bool = False
     notices: list[str] = field(default_factory=list)
@@ -159,6 +160,7 @@ class _Session:
                 step.sqlstate = exc.sqlstate
                 diag = exc.diag
                 step.error = (diag.message_primary or str(exc).strip().splitlines()[-1] or type(exc).__name__).strip()
+                step.detail = diag.message_detail
                 if self.conn.closed:
                     self.dead = step.closed = True
                 step.status = "error"
