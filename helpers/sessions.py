@@ -48,7 +48,7 @@ class Step:
     n: int
     session: str
     sql: str
-    status: str = "running"          # running | waiting | done | error
+    state: str = "running"           # running | done | error | resumed; written only by the session's thread
     rows: list[tuple] | None = None  # rows returned, if the statement returns rows
     statusmessage: str = ""          # e.g. "UPDATE 1", "COMMIT", "ROLLBACK"
     rowcount: int = -1
@@ -67,8 +67,15 @@ class Step:
         return self.rows[0][0] if self.rows else None
 
     @property
+    def status(self) -> str:
+        """running | waiting (seen waiting on a lock, not finished yet) | done | error | resumed."""
+        if self.state == "running":
+            return "waiting" if self.waited else "running"
+        return self.state
+
+    @property
     def ok(self) -> bool:
-        return self.status == "done"
+        return self.state == "done"
 
     def outcome(self) -> str:
         """What the statement returned, in a few deterministic words."""
@@ -155,7 +162,7 @@ class _Session:
                 step.rows = cur.fetchall() if cur.description is not None else None
                 step.statusmessage = cur.statusmessage or ""
                 step.rowcount = cur.rowcount
-                step.status = "done"
+                step.state = "done"
             except psycopg.Error as exc:
                 step.sqlstate = exc.sqlstate
                 diag = exc.diag
@@ -163,9 +170,9 @@ class _Session:
                 step.detail = diag.message_detail
                 if self.conn.closed:
                     self.dead = step.closed = True
-                step.status = "error"
+                step.state = "error"
             except Exception as exc:  # a bug must not leave run() polling until its timeout
-                step.error, step.status = f"{type(exc).__name__}: {exc}", "error"
+                step.error, step.state = f"{type(exc).__name__}: {exc}", "error"
             finally:
                 step.notices = list(self._notices)
                 self.finished.set()
@@ -282,10 +289,9 @@ class Sessions:
         except WorkbookError:
             self._cancel(s)
             raise
-        if pids and not s.finished.is_set():
-            step.status = "waiting"
-            step.waited = True
+        if pids:  # seen waiting (it may have finished since: it did wait, and the timeline says so)
             step.blocked_by = sorted({self.name_of(p) for p in pids})
+            step.waited = True
         return step
 
     def _cancel(self, s: _Session) -> None:
@@ -308,7 +314,7 @@ class Sessions:
                 + (f" (it still waited for {', '.join(still)})" if still else "") + "; it was cancelled.")
         if step.waited and step.done_at is None:
             step.done_at = len(self.steps) + 1
-            self.steps.append(Step(n=step.done_at, session=name, sql="", status="resumed"))
+            self.steps.append(Step(n=step.done_at, session=name, sql="", state="resumed"))
         return step
 
     def wait_all(self) -> None:

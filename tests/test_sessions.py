@@ -91,11 +91,12 @@ def test_unknown_session_and_duplicate_names(conn):
 
 
 def test_render_timeline_without_a_server():
-    steps = [Step(1, "A", "BEGIN", status="done", statusmessage="BEGIN"),
-             Step(2, "B", "UPDATE t SET x = 1", status="waiting", waited=True, blocked_by=["A"], done_at=4),
-             Step(3, "A", "COMMIT", status="done", statusmessage="COMMIT"),
-             Step(4, "B", "", status="resumed")]
-    steps[1].status, steps[1].statusmessage = "done", "UPDATE 1"
+    steps = [Step(1, "A", "BEGIN", state="done", statusmessage="BEGIN"),
+             Step(2, "B", "UPDATE t SET x = 1", waited=True, blocked_by=["A"], done_at=4),
+             Step(3, "A", "COMMIT", state="done", statusmessage="COMMIT"),
+             Step(4, "B", "", state="resumed")]
+    assert steps[1].status == "waiting"
+    steps[1].state, steps[1].statusmessage = "done", "UPDATE 1"
     text = render_timeline(steps, ["A", "B"], width=40)
     assert "⏳ waits for A" in text and "↳ step 2 finished: UPDATE 1" in text
     assert len(text.splitlines()) == 2 + 5   # header, rule; the UPDATE takes two lines
