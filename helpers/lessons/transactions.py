@@ -42,8 +42,9 @@ def setup_tables(conn: psycopg.Connection, jobs: int = JOBS) -> dict[str, int]:
 
     ``stock``: copies in stock per track (the counter the threads fight over), with a ``version`` column;
     ``duty``: which support reps are on duty (write skew); ``job``/``job_done``: the queue and its log;
-    ``ledger``: rows to update for VACUUM. Autovacuum is off on all of them, so no autovacuum ANALYZE (which holds
-    a snapshot) can overlap the lesson's own VACUUM counts.
+    ``ledger``: rows to update for VACUUM. Autovacuum is off on them so it does not vacuum or analyze them behind the
+    lesson's back (the removable horizon is per database: any snapshot in the lesson database, an autoanalyze of
+    another table included, would still hold dead rows back).
     """
     conn.execute("DROP TABLE IF EXISTS stock, duty, job_done, job, ledger")
     conn.execute("""CREATE TABLE stock (
@@ -402,6 +403,7 @@ def run_queue(db: Any, *, skip_locked: bool, workers: int = 4, work: float = 0.0
         for _ in range(workers):
             c = connect_like(db, "pdw:07-queue")
             c.execute("SET lock_timeout = '20s'")
+            c.execute("SET synchronous_commit = off")  # as in hammer(): the lock hand-over, not the disk
             conns.append(c)
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(workers)]
         for t in threads:
@@ -497,7 +499,7 @@ def _check_level(conn: psycopg.Connection, answer: Any) -> CheckResult:
     on_duty = conn.execute("SELECT count(*) FROM duty WHERE on_duty").fetchone()[0]
     if refused(s) and on_duty >= 1:
         return CheckResult(True, f"At {LEVELS[key]} the second COMMIT failed with 40001 and {on_duty} rep stays on "
-                                 "duty: only SERIALIZABLE notices that each transaction read what the other wrote.")
+                                 "duty: only SERIALIZABLE notices that each transaction read a row the other then changed.")
     hint = {"read uncommitted": " PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.",
             "repeatable read": " Each transaction sees its own snapshot and they change different rows, so there is "
                                "no row both write: REPEATABLE READ has nothing to refuse.",
