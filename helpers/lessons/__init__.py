@@ -13,6 +13,7 @@ notebook                    module
 ``04_n_plus_one``           :mod:`~helpers.lessons.n_plus_one`
 ``05_query_patterns``       :mod:`~helpers.lessons.query_patterns`
 ``06_partitioning``         :mod:`~helpers.lessons.partitioning`
+``07_transactions``         :mod:`~helpers.lessons.transactions`
 ``10_patterns``             :mod:`~helpers.lessons.patterns`
 ==========================  =====================================
 
@@ -29,5 +30,6 @@ MODULES = {
     "04_n_plus_one": "n_plus_one",
     "05_query_patterns": "query_patterns",
     "06_partitioning": "partitioning",
+    "07_transactions": "transactions",
     "10_patterns": "patterns",
 }
