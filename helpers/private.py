@@ -296,7 +296,7 @@ class PrivateServer:
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else ("running" if self.postmaster_pid() else "not running")
-        return f"<private server {self.name!r}, port {self.port}, {state}>"
+        return f"<private server {self.name!r}, {state}>"  # no port: it changes every run
 
 
 def _kill_postmaster(pgdata: Path) -> None:
