@@ -47,7 +47,7 @@ from helpers.core import server as _server
 from helpers.core import settings
 from helpers.core.errors import WorkbookError
 
-__all__ = ["PrivateServer", "spawn", "available", "ensure_space", "private_root", "bin", "running", "sweep", "own_dir", "run_tool"]
+__all__ = ["WorkbookError", "PrivateServer", "spawn", "available", "ensure_space", "private_root", "bin", "running", "sweep", "own_dir", "run_tool"]
 
 _MAX_SOCKET_PATH = 100
 _LIVE: dict[str, "PrivateServer"] = {}
