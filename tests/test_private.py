@@ -125,3 +125,29 @@ def test_sweep_removes_what_a_dead_owner_left(tmp_path):
     (leftover / "owner.json").write_text('{"pid": 999999999, "started": 0, "socket_dir": "%s"}' % leftover)
     assert private.sweep() >= 1
     assert not leftover.exists()
+
+
+def test_killed_jupyter_kernel_leaves_nothing():
+    """The case the notebooks meet: a Jupyter kernel that spawned a server is killed with kill -9."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    out: list[str] = []
+    try:
+        kc.wait_for_ready(timeout=60)
+        kc.execute_interactive("from helpers import private\ns = private.spawn('t_kernel')\n"
+                               "print(s.root, s.postmaster_pid())", timeout=120,
+                               output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+        root_text, pid_text = "".join(out).split()
+        root, pid = Path(root_text), int(pid_text)
+        assert root.exists() and psutil.pid_exists(pid)
+        os.kill(km.provisioner.process.pid, signal.SIGKILL)
+        assert _wait_until(lambda: not root.exists(), 30), "a killed kernel's private server directory was left"
+        assert _wait_until(lambda: not psutil.pid_exists(pid) or
+                           psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
+        assert not _postmasters_under(root)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
