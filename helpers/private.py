@@ -47,7 +47,7 @@ from helpers.core import server as _server
 from helpers.core import settings
 from helpers.core.errors import WorkbookError
 
-__all__ = ["WorkbookError", "PrivateServer", "spawn", "available", "ensure_space", "private_root", "bin", "running", "sweep", "own_dir", "run_tool"]
+__all__ = ["WorkbookError", "PrivateServer", "spawn", "available", "ensure_space", "private_root", "bin", "running", "sweep", "own_dir", "run_tool", "workspace"]
 
 _MAX_SOCKET_PATH = 100
 _LIVE: dict[str, "PrivateServer"] = {}
@@ -366,12 +366,13 @@ def _settings_text(values: Mapping[str, Any]) -> str:
 
 
 def spawn(name: str, settings_: Mapping[str, Any] | None = None, *, from_dir: Path | str | None = None,
-          recovery: bool = False, standby: bool = False, start: bool = True) -> PrivateServer:
+          recovery: bool = False, standby: bool = False, start: bool = True, init: bool = True) -> PrivateServer:
     """Start a private PostgreSQL 18 server; returns a :class:`PrivateServer`.
 
     ``settings_`` are written to ``postgresql.auto.conf`` (e.g. ``{"archive_mode": "on"}``). ``from_dir`` starts it
     from a copy of an existing data directory instead of a fresh ``initdb`` (a base backup, which stays as it was);
-    ``recovery`` / ``standby`` put ``recovery.signal`` / ``standby.signal`` there.
+    ``recovery`` / ``standby`` put ``recovery.signal`` / ``standby.signal`` there. ``init=False`` makes only the
+    private directory (a work area with the same cleanup guarantees, no server: see :func:`workspace`).
     """
     why = available()
     if why:
@@ -405,6 +406,8 @@ def spawn(name: str, settings_: Mapping[str, Any] | None = None, *, from_dir: Pa
         atexit.register(_stop_all_at_exit)
         _ATEXIT = True
     srv.watchdog = _start_watchdog(root, sock)
+    if not init:
+        return srv
     try:
         if from_dir is None:
             srv.pgdata.mkdir(mode=0o700)
@@ -430,6 +433,12 @@ def spawn(name: str, settings_: Mapping[str, Any] | None = None, *, from_dir: Pa
         srv.stop()
         raise
     return srv
+
+
+def workspace(name: str) -> PrivateServer:
+    """A private directory with no server in it (``.root``, ``.workdir()``), removed like a server's: by
+    ``stop()``, at exit, or by the watchdog when the process is killed."""
+    return spawn(name, init=False)
 
 
 # ---------------------------------------------------------------- the watchdog

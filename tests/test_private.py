@@ -151,3 +151,11 @@ def test_killed_jupyter_kernel_leaves_nothing():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_workspace_is_a_directory_without_a_server():
+    ws = private.workspace("t_ws")
+    assert ws.root.is_dir() and not ws.pgdata.exists() and ws.postmaster_pid() is None
+    (ws.root / "f").write_text("x")
+    ws.stop()
+    assert not ws.root.exists()

@@ -414,22 +414,32 @@ def wal_summary(archive: Path | str) -> Any:
 
 # ---------------------------------------------------------------- exercise 12.restore_lines (a table from a dump)
 
-_EX_DIR = "exercise-dumps"
+_EX_DUMPS: dict[str, private.PrivateServer] = {}
 
 
-def exercise_dump_path(conn: psycopg.Connection) -> Path:
-    """Where exercise 12.restore_lines keeps its dump (one per lesson database, under var/)."""
-    d = settings.VAR_DIR / _EX_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    private.own_dir(d)
-    return d / f"{conn.info.dbname}.ex_invoice_line.dump"
+def exercise_dump_path(conn: Any) -> Path:
+    """Where exercise 12.restore_lines keeps last night's dump: a private work area of this kernel, deleted with it."""
+    conn = as_connection(conn)
+    ws = _EX_DUMPS.get(conn.info.dbname)
+    if ws is None or ws.stopped:
+        raise WorkbookError("Run the exercise's setup cell first (ex1.setup(db)): it makes the dump.")
+    return ws.root / "ex_invoice_line.dump"
+
+
+def _new_dump_area(conn: psycopg.Connection) -> Path:
+    old = _EX_DUMPS.pop(conn.info.dbname, None)
+    if old is not None:
+        old.stop()
+    ws = private.workspace("exdump12")
+    _EX_DUMPS[conn.info.dbname] = ws
+    return ws.root / "ex_invoice_line.dump"
 
 
 def _setup_restore_lines(conn: psycopg.Connection) -> None:
     conn.execute("DROP TABLE IF EXISTS ex_invoice_line, ex_restored, ex_expected")
     conn.execute("CREATE TABLE ex_invoice_line AS SELECT * FROM invoice_line WHERE invoice_id % 10 = 0")
     conn.execute("ALTER TABLE ex_invoice_line ADD PRIMARY KEY (invoice_line_id)")
-    dump(conn, exercise_dump_path(conn), tables=["ex_invoice_line"])  # the nightly dump
+    dump(conn, _new_dump_area(conn), tables=["ex_invoice_line"])  # last night's dump
     # after the dump: new lines are sold, and one invoice is refunded (its lines deleted on purpose)
     conn.execute("""INSERT INTO ex_invoice_line
         SELECT m.max_id + g, m.first_invoice, m.first_track, 0.99, 1
