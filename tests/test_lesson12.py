@@ -128,3 +128,12 @@ def test_exercise_without_setup_says_so(les, exercise_id):
     with private.spawn("t12_dummy") as dummy:
         result = ex.check(les, dummy if ex.answer_kind else NO_ANSWER)
     assert not result.ok and "setup" in result.message
+
+
+def test_recovery_target_beyond_the_archive_says_so(les):
+    ex = get("12.pitr")
+    if not any(s.name == "ex12_primary" for s in private.running()):
+        ex.setup(les)
+    sc = L.exercise_scenario(les)
+    with pytest.raises(Exception, match="recovery target|did not start"):
+        L.recover(sc.archive, sc.base, "ex12_far", target={"recovery_target_lsn": "FF/0"})

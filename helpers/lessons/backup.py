@@ -308,14 +308,21 @@ def recover(archive: Path | str | None, base: Path | str, name: str = "restored"
     srv = private.spawn(name, conf, from_dir=base, recovery=archive is not None)
     if wait:
         deadline = time.monotonic() + timeout
-        with srv.connect() as conn:
-            while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                if action != "promote" and conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] \
-                        == "paused":
-                    break
-                if time.monotonic() > deadline:
-                    raise WorkbookError(f"Recovery of {name!r} did not end within {timeout:.0f} s.")
-                time.sleep(0.02)
+        try:
+            with srv.connect() as conn:
+                while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    if action != "promote" and conn.execute(
+                            "SELECT pg_get_wal_replay_pause_state()").fetchone()[0] == "paused":
+                        break
+                    if time.monotonic() > deadline:
+                        raise WorkbookError(f"Recovery of {name!r} did not end within {timeout:.0f} s.")
+                    time.sleep(0.02)
+        except psycopg.OperationalError:
+            why = srv.log_tail()
+            srv.stop()
+            raise WorkbookError(f"Recovery of {name!r} failed and the server shut down ({why}); check the "
+                                "recovery target: it must lie between the end of the backup and the end of the "
+                                "archived WAL.") from None
     return srv, time.perf_counter() - start
 
 
