@@ -195,12 +195,15 @@ class PrivateServer:
         return self.dsn("postgres")
 
     def dsn(self, dbname: str = "postgres") -> str:
-        return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
+        return psycopg.conninfo.make_conninfo(host=str(self.socket_dir), port=self.port, user="postgres",
+                                              dbname=dbname)
 
     @property
     def url(self) -> str:
         """SQLAlchemy/psycopg URL of the ``postgres`` database."""
-        return f"postgresql://postgres@/postgres?host={self.socket_dir}&port={self.port}"
+        from urllib.parse import quote
+
+        return f"postgresql://postgres@/postgres?host={quote(str(self.socket_dir), safe='/')}&port={self.port}"
 
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection:
         """An autocommit connection (statement_timeout 60s unless given in ``options``)."""

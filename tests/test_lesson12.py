@@ -137,3 +137,16 @@ def test_recovery_target_beyond_the_archive_says_so(les):
     sc = L.exercise_scenario(les)
     with pytest.raises(Exception, match="recovery target|did not start"):
         L.recover(sc.archive, sc.base, "ex12_far", target={"recovery_target_lsn": "FF/0"})
+
+
+def test_measured_sizes_are_masked_by_the_sanitizer():
+    import configparser
+    import re
+    from pathlib import Path
+
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(Path(__file__).with_name("nbval_sanitize.cfg"), encoding="utf-8")
+    text = f"dump {L.size(20_600_000)}, backup {L.size(83_000_000)}, manifest {L.size(300_000)}; table 58.1 MB"
+    for section in cp.sections():
+        text = re.sub(cp[section]["regex"], cp[section]["replace"], text)
+    assert text == "dump ~<size>, backup ~<size>, manifest ~<size>; table 58.1 MB"

@@ -53,13 +53,19 @@ def dir_bytes(path: Path | str) -> int:
 
 # ---------------------------------------------------------------- logical backups
 
+def _q(path: Path | str) -> str:
+    """A path for a shell command line (archive_command, restore_command): quoted if it needs it."""
+    import shlex
+
+    return shlex.quote(str(path))
+
+
 def _conninfo(conn: psycopg.Connection) -> tuple[str, dict]:
     """libpq connection string of a psycopg connection's database, and the environment that carries its password."""
     info = conn.info
     parts = {"host": info.host, "port": info.port, "user": info.user, "dbname": info.dbname}
     env = {"PGPASSWORD": info.password} if info.password else {}
-    text = " ".join(f"{k}='{str(v)}'" for k, v in parts.items() if v)
-    return text, env
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v}), env
 
 
 def dump(db: Any, target: Path | str, fmt: str = "custom", jobs: int = 1,
@@ -98,8 +104,8 @@ def restore(db: Any, source: Path | str, suffix: str, jobs: int = 1, tables: Seq
         hdb.create_own(admin, name, kind="scratch", lesson="12_backup_restore", namespace=settings.namespace())
     _, env = _conninfo(conn)
     info = conn.info
-    conninfo = " ".join(f"{k}='{v}'" for k, v in
-                        {"host": info.host, "port": info.port, "user": info.user, "dbname": name}.items() if v)
+    conninfo = psycopg.conninfo.make_conninfo(**{k: v for k, v in {"host": info.host, "port": info.port,
+                                                                   "user": info.user, "dbname": name}.items() if v})
     args = ["-d", conninfo, "--no-owner", "--no-privileges", "-j", jobs]
     for t in tables:
         args += ["-t", t]
@@ -233,7 +239,7 @@ def store_primary(db: Any, name: str = "primary", **extra: Any) -> tuple[private
     srv = private.spawn(name, start=False)
     archive = srv.workdir("archive")
     conf = {"wal_level": "replica", "archive_mode": "on", "summarize_wal": "on", "max_wal_senders": 10,
-            "archive_command": f"test ! -f {archive}/%f && cp %p {archive}/%f", **extra}
+            "archive_command": f"test ! -f {_q(archive)}/%f && cp %p {_q(archive)}/%f", **extra}
     with open(srv.pgdata / "postgresql.auto.conf", "a") as fh:
         fh.write(private._settings_text(conf))
     srv.start()
@@ -301,7 +307,7 @@ def recover(archive: Path | str | None, base: Path | str, name: str = "restored"
     start = time.perf_counter()
     conf: dict[str, Any] = {"archive_mode": "off", "recovery_target_action": action}
     if archive is not None:
-        conf["restore_command"] = f"cp {archive}/%f %p"
+        conf["restore_command"] = f"cp {_q(archive)}/%f %p"
     conf.update(target or {})
     if archive is None:  # the backup alone: crash recovery from the WAL inside it (pg_basebackup -X stream)
         conf = {"archive_mode": "off"}
