@@ -69,8 +69,11 @@ def _conninfo(conn: psycopg.Connection) -> tuple[str, dict]:
 
 
 def dump(db: Any, target: Path | str, fmt: str = "custom", jobs: int = 1,
-         tables: Sequence[str] = (), compress: str | None = None) -> float:
-    """``pg_dump`` the lesson database to ``target`` (``custom``: a file; ``directory``: a folder); returns seconds."""
+         tables: Sequence[str] = (), compress: str | None = None, cpu: bool = False) -> Any:
+    """``pg_dump`` the lesson database to ``target`` (``custom``: a file; ``directory``: a folder); returns seconds,
+    or with ``cpu`` (seconds, CPU seconds pg_dump itself used: its compressing, not the server's work)."""
+    import resource
+
     conn = as_connection(db)
     conninfo, env = _conninfo(conn)
     target = Path(target)
@@ -81,9 +84,13 @@ def dump(db: Any, target: Path | str, fmt: str = "custom", jobs: int = 1,
         args += ["-Z", compress]
     for t in tables:
         args += ["-t", t]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     private.run_tool("pg_dump", *args, env=env, timeout=600)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return (seconds, used) if cpu else seconds
 
 
 #: pg_restore 17+ sends ``SET transaction_timeout = 0`` (a setting added in PostgreSQL 17) on each of its
