@@ -51,7 +51,8 @@ def test_pitr_to_an_lsn_and_the_waldump(les):
         acc = L.accident(primary)
         L.wait_archived(primary)
         kinds, _ = L.waldump_counts(archive, acc.lsn_before, acc.commit_lsn, acc.xid)
-        assert kinds == {"Heap/DELETE": acc.rows, "Transaction/COMMIT": 1} and acc.rows == before["invoice_line"]
+        data = {k: v for k, v in kinds.items() if not k.startswith("XLOG/")}  # FPI_FOR_HINT may carry the xid
+        assert data == {"Heap/DELETE": acc.rows, "Transaction/COMMIT": 1} and acc.rows == before["invoice_line"]
         summary = L.wal_summary(archive)
         assert int(summary.iloc[0]["xid"]) == acc.xid and int(summary.iloc[0]["deletes"]) == acc.rows
         srv, _ = L.recover(archive, base, "t12_rec", target={"recovery_target_lsn": acc.lsn_before})

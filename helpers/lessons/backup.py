@@ -207,7 +207,8 @@ def counts(srv: private.PrivateServer, dbname: str = "store") -> dict[str, int]:
 
 
 def copy_tables(db: Any, srv: private.PrivateServer, dbname: str, tables: Sequence[str]) -> dict[str, int]:
-    """Copy tables (columns, primary key, rows) from the lesson database into a new database of a private server.
+    """Copy tables (columns, NOT NULL, primary key, rows; no foreign keys, defaults or other indexes) from the lesson
+    database into a new database of a private server.
 
     Built from the catalog and streamed with COPY rather than with pg_dump/pg_restore, so it works from any server
     version (a dump's DDL may carry options a newer server rejects)."""
@@ -290,7 +291,8 @@ class Accident:
     lsn_before: str     # WAL insert position just before the DELETE began
     xid: int            # the DELETE's transaction id
     commit_lsn: str     # WAL position right after its commit
-    at: str             # the time it committed (UTC)
+    at: str             # now() of the next statement, just AFTER the commit: not a recovery_target_time (the
+                        # COMMIT record's own timestamp, printed by pg_waldump, is the one to stay below)
     rows: int           # rows it deleted
 
 
