@@ -15,6 +15,7 @@ notebook                    module
 ``06_partitioning``         :mod:`~helpers.lessons.partitioning`
 ``07_transactions``         :mod:`~helpers.lessons.transactions`
 ``10_patterns``             :mod:`~helpers.lessons.patterns`
+``12_backup_restore``       :mod:`~helpers.lessons.backup`
 ==========================  =====================================
 
 A lesson module registers its exercises (:mod:`helpers.exercises`) when imported, and may import the toolkit, the
@@ -32,4 +33,5 @@ MODULES = {
     "06_partitioning": "partitioning",
     "07_transactions": "transactions",
     "10_patterns": "patterns",
+    "12_backup_restore": "backup",
 }
