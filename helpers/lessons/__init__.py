@@ -28,4 +28,5 @@ MODULES = {
     "04_n_plus_one": "n_plus_one",
     "05_query_patterns": "query_patterns",
     "06_partitioning": "partitioning",
+    "09_monitoring": "monitoring",
 }
