@@ -189,10 +189,10 @@ class Workload:
         return self.statements / len(self.requests)
 
     def statements_by_kind(self) -> dict[str, int]:
-        out: dict[str, int] = {}
+        out = {kind: 0 for kind in MIX}  # a fixed order, whatever order the requests came in
         for r in self.requests:
             out[r.kind] = out.get(r.kind, 0) + r.statements
-        return out
+        return {k: n for k, n in out.items() if n or any(r.kind == k for r in self.requests)}
 
     def summary(self) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in self.statements_by_kind().items())
@@ -593,6 +593,8 @@ def _workload_ran(conn: psycopg.Connection) -> bool:
 
 def setup_state(conn: psycopg.Connection) -> None:
     """The exercises' starting state: the planted index and one run of the unfixed app (if none ran yet)."""
+    if not stat_statements(conn):
+        return  # the check says what is missing
     exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (UNUSED_INDEX,)).fetchone()[0]
     if not exists:
         plant(conn)
