@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import psycopg
+import psycopg.sql
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.orm import Session, joinedload
 
@@ -44,7 +45,7 @@ from helpers.fmt import fmt_time
 __all__ = [
     "UNUSED_INDEX", "FIX_INDEX", "MIX", "Availability", "stat_statements", "plant", "App", "Workload",
     "dbid", "reset_own_statements", "top_statements", "statement_of", "apply_fixes", "lock_wait_demo",
-    "auto_explain_plan", "checkpoint_figures", "plot_latency", "plot_top",
+    "auto_explain_plan", "bloat_phases", "checkpoint_figures", "plot_latency", "plot_top",
 ]
 
 #: The index nobody reads (planted by :func:`plant`), and the one the fix adds.
@@ -396,13 +397,12 @@ def statement_of(rows: list[dict], kind: str) -> dict | None:
 def label(query: str, width: int = 70) -> str:
     """A short name for a normalised statement (for tables and charts)."""
     q = " ".join(query.split())
-    for prefix, name in (("SELECT plays.play_id", "recent plays of $1"),):
-        if q.startswith(prefix) and "JOIN track" not in q:
-            return "SELECT plays WHERE customer_id = $1 ORDER BY played_at DESC LIMIT $2"
+    if q.startswith("SELECT plays.play_id") and "JOIN track" not in q:
+        return "SELECT plays WHERE customer_id = $1 …"
     if "FROM track" in q and "WHERE track.track_id = $1" in q:
         return "SELECT track WHERE track_id = $1  (lazy load)"
     if q.startswith("SELECT plays.play_id") and "JOIN track" in q:
-        return "SELECT plays JOIN track WHERE customer_id = $1 ... LIMIT $2"
+        return "SELECT plays JOIN track WHERE customer_id = $1 …"
     return q if len(q) <= width else q[: width - 1] + "…"
 
 
@@ -523,6 +523,39 @@ def auto_explain_plan(lesson: Any, query: str, params: dict | None = None, *, mi
         conn.close()
 
 
+# ------------------------------------------------------------------------------------ bloat
+
+def bloat_phases(lesson: Any, table: str = "reviews") -> list[dict] | None:
+    """``pgstattuple`` on ``table`` as loaded, after an UPDATE of every row, after VACUUM, after VACUUM FULL.
+
+    Returns None (and the notebook says so) where the server does not ship the pgstattuple extension.
+    Changes only the lesson database's own table.
+    """
+    conn = lesson.conn
+    if not conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pgstattuple'").fetchone()[0]:
+        return None
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+    ident = psycopg.sql.Identifier(table)
+    out = []
+
+    def measure(phase: str) -> None:
+        row = conn.execute(
+            "SELECT table_len / 8192, tuple_count, dead_tuple_count, dead_tuple_percent, free_percent "
+            "FROM pgstattuple(%s::regclass)", (table,)).fetchone()
+        out.append({"phase": phase, "pages": int(row[0]), "live": row[1], "dead": row[2],
+                    "dead_pct": float(row[3]), "free_pct": float(row[4])})
+
+    conn.execute(psycopg.sql.SQL("VACUUM {}").format(ident))
+    measure("as loaded (vacuumed)")
+    conn.execute(psycopg.sql.SQL("UPDATE {} SET rating = rating").format(ident))
+    measure("after UPDATE of every row")
+    conn.execute(psycopg.sql.SQL("VACUUM {}").format(ident))
+    measure("after VACUUM")
+    conn.execute(psycopg.sql.SQL("VACUUM FULL {}").format(ident))
+    measure("after VACUUM FULL")
+    return out
+
+
 # ------------------------------------------------------------------------------------ server-wide figures
 
 def checkpoint_figures(conn: Any) -> dict:
@@ -570,17 +603,29 @@ def plot_latency(before: Workload, after: Workload) -> Any:
 
 
 def plot_top(before: list[dict], after: list[dict]) -> Any:
-    """Display only: total execution time of the top statements before vs after (a small dashboard)."""
+    """Display only: total execution time of the top statements, before vs after (log scale, a small dashboard)."""
+    import numpy as np
+
     from helpers.plans import png_figure
 
-    fig = png_figure(figsize=(8, 3.8))
-    axes = fig.subplots(1, 2, sharex=True)
-    for ax, rows, title in ((axes[0], before, "before"), (axes[1], after, "after")):
-        names = [label(r["query"], 38) for r in rows][::-1]
-        ax.barh(names, [r["total_exec_time"] for r in rows][::-1], color="tab:blue")
-        ax.set_title(f"top statements by total time, {title}")
-        ax.set_xlabel("total execution time (ms)")
-        ax.tick_params(axis="y", labelsize=7)
+    names: list[str] = []
+    for r in before + after:
+        name = label(r["query"], 44).replace("$", r"\$")
+        if name not in names:
+            names.append(name)
+    total = {("before", label(r["query"], 44).replace("$", r"\$")): r["total_exec_time"] for r in before}
+    total.update({("after", label(r["query"], 44).replace("$", r"\$")): r["total_exec_time"] for r in after})
+    fig = png_figure(figsize=(9, 0.45 * len(names) + 1.5))
+    ax = fig.subplots()
+    y = np.arange(len(names))[::-1]
+    for offset, which, color in ((0.2, "before", "tab:red"), (-0.2, "after", "tab:green")):
+        values = [total.get((which, n), 0) for n in names]
+        ax.barh(y + offset, values, height=0.4, color=color, label=f"{which} (top 5)")
+    ax.set_yticks(y, names, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("total execution time (ms, log scale); no bar: not in that top 5")
+    ax.set_title("pg_stat_statements: top 5 by total time, before and after")
+    ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
 
