@@ -65,6 +65,15 @@ def test_reset_touches_only_this_database(les):
         les.workload = app.run(app.plan(seed=3, mix=SMALL), progress=False)
 
 
+def test_a_failing_request_ends_in_one_sentence(les):
+    from helpers.core.errors import WorkbookError
+
+    with m.App(les) as app:
+        app.report = lambda session: session.execute(m.text("SELECT * FROM no_such_table")).all()
+        with pytest.raises(WorkbookError, match=r"^A request of the app failed: .*no_such_table"):
+            app.run([m.Request("report", {})], progress=False)
+
+
 def test_workload_percentiles_and_summary():
     reqs = [m.Request("rate", {}, seconds=s, statements=1) for s in (0.001, 0.002, 0.003, 0.004, 0.1)]
     w = m.Workload(reqs, clients=2)

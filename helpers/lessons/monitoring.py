@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator
 import psycopg
 import psycopg.sql
 from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload
 
 from helpers.core.errors import WorkbookError
@@ -319,8 +320,9 @@ class App:
             with ThreadPoolExecutor(self.clients) as pool:
                 for f in [pool.submit(self._serve, part, tick) for part in parts]:
                     f.result()
-        except psycopg.Error as exc:
-            raise WorkbookError(f"A request failed: {str(exc).splitlines()[0]}") from None
+        except (psycopg.Error, DBAPIError) as exc:
+            orig = getattr(exc, "orig", None) or exc
+            raise WorkbookError(f"A request of the app failed: {str(orig).strip().splitlines()[0]}") from None
         finally:
             if bar is not None:
                 bar.close()
