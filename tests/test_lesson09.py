@@ -81,9 +81,42 @@ def test_workload_percentiles_and_summary():
     assert "5 requests from 2 clients: 5 statements (1.00 per request" in w.summary()
 
 
-def test_unavailable_extension_gives_one_sentence():
-    a = m.Availability(False, "pg_stat_statements is installed but not loaded: add it to shared_preload_libraries")
-    assert not a and "shared_preload_libraries" in a.message
+class _FakeConn:
+    """Answers stat_statements()'s three questions the way a server without the module would."""
+
+    def __init__(self, shipped: bool, loaded: bool):
+        self.shipped, self.loaded = shipped, loaded
+
+    def execute(self, query, params=None):
+        import psycopg
+
+        class _Cur:
+            def __init__(self, rows):
+                self.rows = rows
+
+            def fetchone(self):
+                return self.rows[0]
+
+            def fetchall(self):
+                return self.rows
+
+        if "pg_available_extensions" in query:
+            return _Cur([(1 if self.shipped else 0,)])
+        if query.startswith("CREATE EXTENSION"):
+            return _Cur([])
+        if not self.loaded:
+            raise psycopg.errors.ObjectNotInPrerequisiteState("pg_stat_statements must be loaded via ...")
+        return _Cur([(1,)])
+
+
+@pytest.mark.parametrize("shipped, loaded, words", [
+    (False, False, "does not ship pg_stat_statements"),
+    (True, False, "add it to shared_preload_libraries"),
+    (True, True, "is loaded and installed"),
+])
+def test_missing_pg_stat_statements_is_said_in_one_sentence(shipped, loaded, words):
+    a = m.stat_statements(_FakeConn(shipped, loaded))
+    assert bool(a) == (shipped and loaded) and words in a.message and "\n" not in a.message
 
 
 def test_lock_wait_is_observed_by_polling(les):
