@@ -725,9 +725,9 @@ def _check_unused(conn: psycopg.Connection, answer: Any) -> CheckResult:
         return CheckResult(False, f"{name} has idx_scan = 0, but it enforces {rule}: dropping it drops a guarantee, "
                                   "not only a cost. Leave out indexes that back constraints (pg_index.indisunique).")
     if table != "plays":
-        return CheckResult(False, f"{name} is not read, but it is on {table}, which the app does not write to, so it "
-                                  "costs only disk. The asked-for index is on the table the app inserts into, where "
-                                  "every INSERT maintains it.")
+        return CheckResult(False, f"{name} is not read either, but it is on {table}, where the app inserts nothing. "
+                                  "The asked-for index is on the table the app inserts into (plays), where every "
+                                  "INSERT has to maintain it.")
     return CheckResult(True, f"{name}: no scan since the statistics began, no constraint behind it, and every INSERT "
                              "into plays maintains it. Before dropping it for real: check the statistics' age, the "
                              "replicas (each has its own counts) and rare jobs (month-end reports).")
@@ -736,8 +736,8 @@ def _check_unused(conn: psycopg.Connection, answer: Any) -> CheckResult:
 register(Exercise(
     id="09.unused_index",
     title="Which index does nothing but cost?",
-    prompt=("From pg_stat_user_indexes, name the index on the table the app writes to that no query has read since "
-            "the statistics began and that does not enforce a constraint (answer with its name, a string)."),
+    prompt=("From pg_stat_user_indexes, name the index on the table the app inserts into that no query has read "
+            "since the statistics began and that does not enforce a constraint (answer with its name, a string)."),
     setup_fn=setup_state,
     checker=_check_unused,
     answer_kind=str,
