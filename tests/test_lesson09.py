@@ -25,7 +25,9 @@ def les(tiny_template):
             requests = app.plan(seed=3, mix=SMALL)
             expected = m.expected_statements(lesson, requests, fixed=False)
             m.reset_own_statements(lesson)
+            temp0 = m.temp_files(lesson)
             lesson.workload = app.run(requests, progress=False)
+            lesson.spilled = m.temp_files(lesson) - temp0
             lesson.expected = expected
         yield lesson
 
@@ -39,13 +41,16 @@ def test_the_app_sends_exactly_the_statements_the_data_predicts(les):
 
 def test_pg_stat_statements_shows_each_planted_problem(les):
     rows = m.top_statements(les, "total", 100)
-    recent, lazy, report = (m.statement_of(rows, k) for k in ("recent", "n_plus_one", "report"))
-    assert recent["calls"] == 30 and report["calls"] == 1
+    recent, lazy = (m.statement_of(rows, k) for k in ("recent", "n_plus_one"))
+    assert recent["calls"] == 30 and rows[0]["queryid"] == recent["queryid"]
     assert lazy["calls"] == les.expected - sum(SMALL.values()) and lazy["rows"] == lazy["calls"]
     assert m.top_statements(les, "calls", 1)[0]["queryid"] == lazy["queryid"]
-    assert report["temp_blks_written"] > 0  # the DISTINCT ON sort spills even at tiny scale
-    server = sum(m.statement_of(rows, k)["calls"] for k in ("recent", "n_plus_one", "report", "record", "rate"))
-    assert server == les.workload.statements
+    assert les.spilled > 0  # the DISTINCT ON sort spills even at tiny scale (pg_stat_database.temp_files)
+    # the report ran once: a busy shared server may have evicted it already (pg_stat_statements.max)
+    report = m.statement_of(rows, "report")
+    assert report is None or report["temp_blks_written"] > 0
+    server = sum(m.statement_of(rows, k)["calls"] for k in ("recent", "n_plus_one", "record", "rate"))
+    assert server == les.workload.statements - 1
 
 
 def test_reset_touches_only_this_database(les):

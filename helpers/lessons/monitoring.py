@@ -45,7 +45,7 @@ from helpers.fmt import fmt_time
 
 __all__ = [
     "UNUSED_INDEX", "FIX_INDEX", "MIX", "Availability", "stat_statements", "plant", "App", "Workload",
-    "dbid", "reset_own_statements", "top_statements", "statement_of", "apply_fixes", "lock_wait_demo",
+    "dbid", "temp_files", "reset_own_statements", "top_statements", "statement_of", "apply_fixes", "lock_wait_demo",
     "auto_explain_plan", "bloat_phases", "checkpoint_figures", "plot_latency", "plot_top",
 ]
 
@@ -111,6 +111,16 @@ def dbid(conn: Any) -> int:
     """The lesson database's oid: the ``dbid`` every statistics query below filters on."""
     conn = getattr(conn, "conn", conn)
     return conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+
+
+def temp_files(conn: Any) -> int:
+    """Temporary files this database's queries have written (``pg_stat_database.temp_files``, cumulative).
+
+    Unlike ``pg_stat_statements``, whose least used entries are evicted when it holds ``pg_stat_statements.max``
+    statements (busy shared servers), these per-database counters keep everything since the last reset.
+    """
+    conn = getattr(conn, "conn", conn)
+    return conn.execute("SELECT temp_files FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
 
 
 def reset_own_statements(conn: Any) -> None:
