@@ -154,6 +154,10 @@ def apply_fixes(conn: Any) -> list[str]:
     ]
     for statement in done:
         conn.execute(statement)
+    valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (FIX_INDEX,)).fetchone()
+    if not valid or not valid[0]:
+        raise WorkbookError(f"{FIX_INDEX} exists but is INVALID (an earlier CREATE INDEX CONCURRENTLY failed): "
+                            f"DROP INDEX {FIX_INDEX} and run this cell again.")
     return done
 
 
@@ -511,7 +515,8 @@ def auto_explain_plan(lesson: Any, query: str, params: dict | None = None, *, mi
 
     On PostgreSQL where ``auto_explain`` is not in ``shared_preload_libraries`` (the system 15 here), a superuser
     loads it into the session with ``LOAD 'auto_explain'``. ``auto_explain.log_level`` (PostgreSQL 12+) set to
-    ``notice`` sends the plan to the client as well as to the log; its settings are superuser-only.
+    ``notice`` sends the plan to the client (and to the server log only if ``log_min_messages`` is notice or lower);
+    its settings are superuser-only unless granted (``GRANT SET ON PARAMETER``, PostgreSQL 15+).
     """
     conn = connect(lesson.dbname, tgt=lesson.target, app="pdw:09_monitoring:explain")
     notices: list[str] = []
