@@ -34,4 +34,5 @@ MODULES = {
     "07_transactions": "transactions",
     "10_patterns": "patterns",
     "12_backup_restore": "backup",
+    "09_monitoring": "monitoring",
 }
