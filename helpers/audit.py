@@ -208,8 +208,9 @@ class Constraint:
 class Context:
     """The catalog, read once per audit (so 1,000 tables cost a few queries, not thousands)."""
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: psycopg.Connection, schemas: list[str] | None = None):
         self.conn = conn
+        self.schemas = schemas
         self.tables: dict[int, Table] = {}
         self.indexes: list[Index] = []
         self.constraints: list[Constraint] = []
@@ -230,7 +231,8 @@ class Context:
                        has_table_privilege(c.oid, 'SELECT')
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {user_rel}
-                ORDER BY n.nspname, c.relname"""):
+                  AND (%s::text[] IS NULL OR n.nspname = ANY(%s::text[]))
+                ORDER BY n.nspname, c.relname""", (self.schemas, self.schemas)):
             self.tables[oid] = Table(oid, schema, name, kind, tuples, has_data, readable)
         for rel, attnum, name, ftype, typname, typtype, notnull in self.q("""
                 SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype,
@@ -377,7 +379,8 @@ def _id_column_without_fk(ctx: Context) -> list[Finding]:
             if found is None or found[0].oid == t.oid:
                 continue
             parent, pcol = found
-            if not (ctx.readable(t, "id_column_without_fk") and ctx.readable(parent, "id_column_without_fk")):
+            readable = [ctx.readable(t, "id_column_without_fk"), ctx.readable(parent, "id_column_without_fk")]
+            if not all(readable):
                 orphans = None
             else:
                 orphans = ctx.conn.execute(pgsql.SQL(
@@ -684,7 +687,9 @@ def _pg_stat_statements(ctx: Context) -> list[Finding]:
        "A migration history table (alembic_version for Alembic) records which schema changes ran; without one, "
        "nobody can say which version of the schema a database has, and deploys re-run or skip changes.")
 def _no_migration_history(ctx: Context) -> list[Finding]:
-    if ctx.q("SELECT 1 FROM pg_class WHERE relname = ANY(%s) AND relkind IN ('r', 'p')", (list(MIGRATION_TABLES),)):
+    if ctx.q("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = ANY(%s) "
+             "AND c.relkind IN ('r', 'p') AND (%s::text[] IS NULL OR n.nspname = ANY(%s::text[]))",
+             (list(MIGRATION_TABLES), ctx.schemas, ctx.schemas)):
         return []
     return [Finding("no_migration_history", "warning", "database",
                     "No alembic_version (nor another migration tool's history table): schema changes are untracked.",
@@ -764,11 +769,12 @@ def connect_for_audit(target: str) -> psycopg.Connection:
     return db.connect(name, app="pdw:audit")
 
 
-def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, timeout: str = "30s") -> Report:
+def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, schemas: Iterable[str] | str | None = None,
+          timeout: str = "30s") -> Report:
     """Audit a database read-only and return a :class:`Report` (lesson 13).
 
     ``conn_or_lesson`` is a Lesson (``db``), a psycopg connection or a ``postgresql://`` URL. ``checks`` limits the
-    run to some check ids. Every check runs inside one READ ONLY transaction, each in a savepoint; a check that fails
+    run to some check ids, ``schemas`` the tables looked at to some schemas (default: all). Every check runs inside one READ ONLY transaction, each in a savepoint; a check that fails
     (for example for lack of privileges) is listed in ``report.skipped`` with the reason, and the others still run.
     """
     from helpers.db import as_connection, explain_sql_error
@@ -783,12 +789,13 @@ def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, timeout: 
         raise WorkbookError("The connection has a transaction open (or failed); run ROLLBACK or COMMIT first, then "
                             "audit again.")
     start = time.perf_counter()
-    report = Report(database=conn.info.dbname)
+    report = Report(database=conn.info.dbname + (f" (schema {schemas})" if isinstance(schemas, str) else ""))
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(timeout)))
-            ctx = Context(conn)
+            ctx = Context(conn, [schemas] if isinstance(schemas, str) else
+                          (list(schemas) if schemas is not None else None))
             if not ctx.tables:
                 report.notes.append("The database has no tables of its own (outside pg_catalog and "
                                     "information_schema), so only the database- and server-level checks found "
