@@ -13,6 +13,7 @@ notebook                    module
 ``04_n_plus_one``           :mod:`~helpers.lessons.n_plus_one`
 ``05_query_patterns``       :mod:`~helpers.lessons.query_patterns`
 ``06_partitioning``         :mod:`~helpers.lessons.partitioning`
+``13_design_checklist``     :mod:`~helpers.lessons.checklist`
 ==========================  =====================================
 
 A lesson module registers its exercises (:mod:`helpers.exercises`) when imported, and may import the toolkit, the
@@ -28,4 +29,5 @@ MODULES = {
     "04_n_plus_one": "n_plus_one",
     "05_query_patterns": "query_patterns",
     "06_partitioning": "partitioning",
+    "13_design_checklist": "checklist",
 }
