@@ -480,7 +480,8 @@ def _duplicate_index(ctx: Context) -> list[Finding]:
 
 
 @check("unused_index", "info", "unused indexes (by the statistics, on this server)",
-       "An index no query uses still costs writes, space and vacuum time. Caveats: the counts start at the last "
+       "An index no query uses still costs writes, space and vacuum time (indexes that serve a foreign key are not "
+       "reported: parent deletes need them, however rarely). Caveats: the counts start at the last "
        "statistics reset (or when the database was created), a rare monthly report may need the index, and each "
        "replica keeps its own counts (an index used only by queries on a replica looks unused here).")
 def _unused_index(ctx: Context) -> list[Finding]:
@@ -489,14 +490,18 @@ def _unused_index(ctx: Context) -> list[Finding]:
                     FROM pg_stat_user_indexes s JOIN pg_stat_user_tables t ON t.relid = s.relid
                     WHERE s.relid = ANY(%s)""", (list(ctx.tables),))
     scans = {oid: (iscan, tscan) for oid, iscan, tscan in rows}
+    fk_keys = [(c.table, c.keys) for c in ctx.constraints if c.type == "f"]
     for ix in ctx.indexes:
         iscan, tscan = scans.get(ix.oid, (None, 0))
         if ix.unique or ix.constraint or iscan is None or iscan > 0 or tscan < UNUSED_MIN_TABLE_SCANS:
             continue
+        if any(tid == ix.table and _index_leads_with(ix, keys) for tid, keys in fk_keys):
+            continue  # it serves a foreign key: used by parent deletes and updates, however rare
         t = ctx.tables[ix.table]
         out.append(Finding("unused_index", "info", f"{t.qname}.{ix.name}",
-                           f"{ix.name} was never used by a query, while {t.qname} was read {tscan:,} times since the "
-                           "statistics were reset; check replicas and rare jobs before dropping it.",
+                           f"{ix.name} was never used by a query, while {t.qname} was read at least "
+                           f"{UNUSED_MIN_TABLE_SCANS} times since the statistics were reset; check replicas and rare "
+                           "jobs before dropping it.",
                            f"DROP INDEX CONCURRENTLY {_ident(ix.name) if ix.schema == 'public' else _ident(ix.schema, ix.name)};"))
     reset = ctx.q("SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()")
     if out and reset and reset[0][0] is not None:
