@@ -668,9 +668,16 @@ def _wide_or_bloated(ctx: Context) -> list[Finding]:
        "Without statistics the planner guesses row counts, and wrong guesses pick wrong plans (a nested loop over a "
        "million rows). Autovacuum analyses tables eventually; after a bulk load, run ANALYZE yourself.")
 def _never_analyzed(ctx: Context) -> list[Finding]:
-    return [Finding("never_analyzed", "warning", t.qname, f"{t.qname} holds data but has never been analysed or "
-                    "vacuumed (pg_class.reltuples = -1).", f"ANALYZE {_tname(t)};")
-            for t in ctx.tables.values() if t.relkind == "r" and t.reltuples < 0 and t.has_data]
+    # pg_statistic rows appear with the first ANALYZE (not with VACUUM or an index build, whose effect on
+    # pg_class.reltuples differs between versions); pg_stats shows those of the columns this role may read
+    with_stats = {oid for (oid,) in ctx.q(
+        "SELECT DISTINCT c.oid FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname "
+        "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename WHERE c.oid = ANY(%s)",
+        (list(ctx.tables),))}
+    return [Finding("never_analyzed", "warning", t.qname, f"{t.qname} holds data but has no statistics: it has "
+                    "never been analysed.", f"ANALYZE {_tname(t)};")
+            for t in ctx.tables.values()
+            if t.relkind == "r" and t.has_data and t.oid not in with_stats and ctx.readable(t, "never_analyzed")]
 
 
 @check("pg_stat_statements_missing", "warning", "pg_stat_statements not installed",
@@ -822,8 +829,9 @@ def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, schemas: 
                 names = sorted(ctx.skipped_tables)
                 report.notes.append(
                     f"No SELECT privilege on {len(names)} table(s) ({', '.join(names[:5])}"
-                    + (", ..." if len(names) > 5 else "") + "): the checks that read rows (id_column_without_fk, "
-                    "nullable_fk) passed them over; the catalog checks covered them.")
+                    + (", ..." if len(names) > 5 else "") + "): the checks that read rows or their statistics "
+                    "(id_column_without_fk, nullable_fk, never_analyzed) passed them over; the catalog checks "
+                    "covered them.")
     finally:
         if own:
             conn.close()
