@@ -183,12 +183,15 @@ class Index:
     keys: tuple[int, ...]       # pg_index.indkey (0 = an expression), key columns only
     nkeys: int
     classes: tuple[int, ...]
+    allkeys: tuple[int, ...]    # key and INCLUDE columns
+    options: tuple[int, ...]    # pg_index.indoption (DESC, NULLS FIRST) of the key columns
+    collations: tuple[int, ...]
     unique: bool
     primary: bool
     constraint: str | None      # the constraint it backs (PK, UNIQUE, EXCLUDE), if any
     partial: bool
-    expressions: str | None
-    predicate: str | None
+    expressions: str | None     # the expression and predicate trees as text (compared, not shown: deparsing them
+    predicate: str | None       # would lock every table)
     method: str
     definition: str
     valid: bool
@@ -206,7 +209,12 @@ class Constraint:
 
 
 class Context:
-    """The catalog, read once per audit (so 1,000 tables cost a few queries, not thousands)."""
+    """The catalog, read once per audit (so 1,000 tables cost a few queries, not thousands).
+
+    It reads catalog rows only, with no function that opens the tables (``pg_get_expr``, ``pg_relation_size``), so
+    it takes no lock on them: a table locked by a migration does not stop it. Checks that read rows take ACCESS
+    SHARE locks on those tables until the audit ends, and wait at most ``lock_timeout`` for one.
+    """
 
     def __init__(self, conn: psycopg.Connection, schemas: list[str] | None = None):
         self.conn = conn
@@ -226,8 +234,7 @@ class Context:
                       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                                       AND d.objid = c.oid AND d.deptype = 'e')"""
         for oid, schema, name, kind, tuples, has_data, readable in self.q(f"""
-                SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples,
-                       c.relpages > 0 OR c.reltuples > 0 OR pg_relation_size(c.oid) > 0,
+                SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples, c.relpages > 0 OR c.reltuples > 0,
                        has_table_privilege(c.oid, 'SELECT')
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {user_rel}
@@ -243,19 +250,20 @@ class Context:
             self.tables[rel].columns[name] = Column(attnum, name, ftype, typname, typtype, notnull)
         for row in self.q("""
                 SELECT i.indexrelid, i.indrelid, ic.relname, n.nspname, i.indkey::int2[], i.indnkeyatts,
-                       i.indclass::oid[], i.indisunique, i.indisprimary, con.conname,
-                       i.indpred IS NOT NULL, pg_get_expr(i.indexprs, i.indrelid), pg_get_expr(i.indpred, i.indrelid),
-                       am.amname, pg_get_indexdef(i.indexrelid), i.indisvalid
+                       i.indclass::oid[], i.indoption::int2[], i.indcollation::oid[], i.indisunique, i.indisprimary, con.conname,
+                       i.indpred IS NOT NULL, i.indexprs::text, i.indpred::text, am.amname, '', i.indisvalid
                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                 JOIN pg_namespace n ON n.oid = ic.relnamespace JOIN pg_am am ON am.oid = ic.relam
                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
                 WHERE i.indrelid = ANY(%s)
                 ORDER BY ic.relname""", (list(self.tables),)):
-            oid, rel, name, schema, keys, nkeys, classes, uniq, prim, con, partial, exprs, pred, am, dfn, valid = row
+            (oid, rel, name, schema, keys, nkeys, classes, opts, colls, uniq, prim, con, partial, exprs, pred, am, dfn,
+             valid) = row
             self.indexes.append(Index(oid, rel, name, schema, tuple(keys[:nkeys]), nkeys, tuple(classes[:nkeys]),
-                                      uniq, prim, con, partial, exprs, pred, am, dfn, valid))
+                                      tuple(keys), tuple(opts[:nkeys]), tuple(colls[:nkeys]), uniq, prim, con,
+                                      partial, exprs, pred, am, dfn, valid))
         for name, rel, typ, keys, ref, ref_keys, dfn in self.q("""
-                SELECT conname, conrelid, contype, conkey, nullif(confrelid, 0), confkey, pg_get_constraintdef(oid)
+                SELECT conname, conrelid, contype, conkey, nullif(confrelid, 0), confkey, ''
                 FROM pg_constraint WHERE conrelid = ANY(%s) ORDER BY conname""", (list(self.tables),)):
             self.constraints.append(Constraint(name, rel, typ, tuple(keys or ()), ref, tuple(ref_keys or ()), dfn))
 
@@ -437,7 +445,8 @@ def _nullable_fk(ctx: Context) -> list[Finding]:
 
 
 def _same_shape(a: Index, b: Index) -> bool:
-    return (a.method == b.method and a.keys == b.keys and a.classes == b.classes and a.expressions == b.expressions
+    return (a.method == b.method and a.allkeys == b.allkeys and a.nkeys == b.nkeys and a.classes == b.classes
+            and a.options == b.options and a.collations == b.collations and a.expressions == b.expressions
             and a.predicate == b.predicate)
 
 
@@ -471,7 +480,8 @@ def _duplicate_index(ctx: Context) -> list[Finding]:
                     reported.add(a.oid)
                 elif (a.method == b.method == "btree" and not a.unique and not a.partial and not a.expressions
                       and not b.partial and not b.expressions and len(a.keys) < len(b.keys)
-                      and b.keys[:len(a.keys)] == a.keys and b.classes[:len(a.classes)] == a.classes):
+                      and b.keys[:len(a.keys)] == a.keys and b.classes[:len(a.classes)] == a.classes
+                      and b.collations[:len(a.keys)] == a.collations and len(a.allkeys) == len(a.keys)):
                     out.append(Finding("duplicate_index", "warning", f"{t.qname}.{a.name}",
                                        f"{a.name} is redundant: its column(s) are the leading column(s) of {b.name}, "
                                        "which serves the same lookups.", drop))
@@ -674,10 +684,17 @@ def _never_analyzed(ctx: Context) -> list[Finding]:
         "SELECT DISTINCT c.oid FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname "
         "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename WHERE c.oid = ANY(%s)",
         (list(ctx.tables),))}
-    return [Finding("never_analyzed", "warning", t.qname, f"{t.qname} holds data but has no statistics: it has "
-                    "never been analysed.", f"ANALYZE {_tname(t)};")
-            for t in ctx.tables.values()
-            if t.relkind == "r" and t.has_data and t.oid not in with_stats and ctx.readable(t, "never_analyzed")]
+    out = []
+    for t in ctx.tables.values():
+        if t.relkind != "r" or t.oid in with_stats or not ctx.readable(t, "never_analyzed"):
+            continue
+        # relpages/reltuples are 0 until the first VACUUM, ANALYZE or index build; only then ask for the size (which
+        # takes a lock on the table until the audit ends, so not for every table)
+        if not t.has_data and not ctx.q("SELECT pg_relation_size(%s) > 0", (t.oid,))[0][0]:
+            continue
+        out.append(Finding("never_analyzed", "warning", t.qname, f"{t.qname} holds data but has no statistics: it "
+                           "has never been analysed.", f"ANALYZE {_tname(t)};"))
+    return out
 
 
 @check("pg_stat_statements_missing", "warning", "pg_stat_statements not installed",
@@ -720,6 +737,16 @@ def _wal_archiving(ctx: Context) -> list[Finding]:
                         "it can be restored only to its last dump or base backup.",
                         "-- postgresql.conf: archive_mode = on, archive_command = '<copy %p to safe storage>'; "
                         "restart; take a base backup")]
+    try:
+        with ctx.conn.transaction():  # archive_command is readable by superusers and pg_read_all_settings only
+            command, library = ctx.q("SELECT current_setting('archive_command'), "
+                                     "current_setting('archive_library', true)")[0]
+    except psycopg.errors.InsufficientPrivilege:
+        command = library = "?"
+    if not command and not library and mode != "off":
+        return [Finding("wal_archiving", "error", "server", f"archive_mode is {mode} but neither archive_command nor "
+                        "archive_library is set: WAL is kept on the server, waiting to be archived, and nothing is.",
+                        "-- postgresql.conf: archive_command = '<copy %p to safe storage>' (reload)")]
     failed, last_failed, last_ok = ctx.q(
         "SELECT failed_count, last_failed_time, last_archived_time FROM pg_stat_archiver")[0]
     if failed and last_failed and (last_ok is None or last_failed > last_ok):
@@ -782,7 +809,7 @@ def connect_for_audit(target: str) -> psycopg.Connection:
 
 
 def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, schemas: Iterable[str] | str | None = None,
-          timeout: str = "30s") -> Report:
+          timeout: str = "30s", lock_timeout: str = "2s") -> Report:
     """Audit a database read-only and return a :class:`Report` (lesson 13).
 
     ``conn_or_lesson`` is a Lesson (``db``), a psycopg connection or a ``postgresql://`` URL. ``checks`` limits the
@@ -806,8 +833,14 @@ def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, schemas: 
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(timeout)))
-            ctx = Context(conn, [schemas] if isinstance(schemas, str) else
-                          (list(schemas) if schemas is not None else None))
+            # a table locked by a migration makes a check wait this long at most, then it is skipped
+            conn.execute(pgsql.SQL("SET LOCAL lock_timeout = {}").format(pgsql.Literal(lock_timeout)))
+            try:
+                with conn.transaction():
+                    ctx = Context(conn, [schemas] if isinstance(schemas, str) else
+                                  (list(schemas) if schemas is not None else None))
+            except psycopg.Error as exc:
+                raise WorkbookError(f"The audit could not read the catalog: {explain_sql_error(exc)}") from None
             if not ctx.tables:
                 report.notes.append("The database has no tables of its own (outside pg_catalog and "
                                     "information_schema), so only the database- and server-level checks found "
@@ -817,6 +850,10 @@ def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, schemas: 
                 try:
                     with conn.transaction():
                         found = chk.fn(ctx)
+                except psycopg.errors.LockNotAvailable:
+                    report.skipped[cid] = (f"a table it reads was locked (by a migration?) for longer than "
+                                           f"{lock_timeout}; run the audit again later.")
+                    continue
                 except psycopg.errors.QueryCanceled:
                     report.skipped[cid] = f"it ran longer than {timeout} and was stopped."
                     continue

@@ -55,7 +55,8 @@ CASES = {
         "CREATE INDEX t_email_idx ON t (email); CREATE INDEX t_a_idx ON t (a); CREATE INDEX t_a_b_idx ON t (a, b);"
         "CREATE INDEX t_b1 ON t (b); CREATE INDEX t_b2 ON t (b)", 3,
         "CREATE TABLE t (id int PRIMARY KEY, email text UNIQUE, a int, b int);"
-        "CREATE INDEX ON t (a, b); CREATE INDEX ON t (b, a); CREATE INDEX ON t (b) WHERE a > 0"),
+        "CREATE INDEX ON t (a, b); CREATE INDEX ON t (b, a); CREATE INDEX ON t (b) WHERE a > 0;"
+        "CREATE INDEX ON t (email) INCLUDE (a); CREATE INDEX ON t (a DESC, b); CREATE INDEX ON t (lower(email))"),
     "timestamp_without_time_zone": (
         "CREATE TABLE t (id int PRIMARY KEY, at timestamp)", 1,
         "CREATE TABLE t (id int PRIMARY KEY, at timestamptz, day date)"),
@@ -295,3 +296,52 @@ def test_cli_json_and_exit_codes(module_db, capsys):
     assert main(["audit", dsn, "--fail-on", "warning"]) == 1  # no pg_stat_statements in a scratch database
     assert main(["audit", "postgresql://x@127.0.0.1:1/x"]) == 2
     assert "Cannot audit" in capsys.readouterr().err
+
+
+def test_a_locked_table_skips_the_check_after_lock_timeout(module_db, schema):
+    """A migration holding ACCESS EXCLUSIVE makes a row-reading check give up after lock_timeout, not hang."""
+    from helpers import db
+
+    module_db.execute("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p);"
+                      "INSERT INTO p VALUES (1); INSERT INTO c VALUES (1, 1)")
+    other = db.connect(module_db.info.dbname)
+    try:
+        other.execute("BEGIN")
+        other.execute(f"LOCK TABLE {schema}.c IN ACCESS EXCLUSIVE MODE")
+        report = au.audit(module_db, checks=["nullable_fk", "no_primary_key"], schemas=schema, lock_timeout="200ms")
+        assert report.ran == ["no_primary_key"] and "was locked" in report.skipped["nullable_fk"]
+    finally:
+        other.close()
+
+
+# ---------------------------------------------------------------- data import (helpers.importer)
+
+def test_infer_types():
+    from helpers.importer import infer_types
+
+    rows = [["1", "01234", "2.50", "2024-01-02", "2024-01-02T10:00:00Z", "true", "", "x"],
+            ["3000000000", "99999", "-1e3", "2024-01-03", "2024-01-03", "F", "", "1"]]
+    assert infer_types(["a", "b", "c", "d", "e", "f", "g", "h"], rows) == [
+        "bigint", "integer", "numeric", "date", "timestamptz", "boolean", "text", "text"]
+
+
+def test_import_csv_with_an_override_and_bad_input(module_db, schema, tmp_path):
+    from helpers.importer import import_csv, import_path, _overrides
+
+    path = tmp_path / "My Sales.csv"
+    path.write_text('id,zip,price,note\n1,01234,9.99,"a, b"\n2,00001,,\n')
+    res = import_csv(module_db, path, _overrides(["zip=text"]))
+    assert res.table == "my_sales" and res.rows == 2
+    assert res.columns == [("id", "integer"), ("zip", "text"), ("price", "numeric"), ("note", "text")]
+    assert module_db.execute(f"SELECT zip, price, note FROM {schema}.my_sales ORDER BY id").fetchall()[0] == (
+        "01234", __import__("decimal").Decimal("9.99"), "a, b")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("n\n1\n2\n")
+    with pytest.raises(WorkbookError, match="Importing bad.csv failed: .*--type column=text"):
+        import_csv(module_db, bad, _overrides(["n=boolean"]))
+    with pytest.raises(WorkbookError, match="Parquet files are not supported"):
+        import_path(tmp_path / "x.parquet", "t13_never")
+    with pytest.raises(WorkbookError, match="holds no .csv files"):
+        import_path(tmp_path / "empty_dir_that_is_a_dir" if (tmp_path / "e").mkdir() else tmp_path / "e", "t13_never")
+    with pytest.raises(WorkbookError, match="should look like column=type"):
+        _overrides(["zip"])
