@@ -273,10 +273,18 @@ class Context:
         return [by_num.get(a, "?") for a in attnums]
 
     def constraints_of(self, table: Table, kind: str) -> list[Constraint]:
-        return [c for c in self.constraints if c.table == table.oid and c.type == kind]
+        if not hasattr(self, "_con_by_table"):
+            self._con_by_table: dict[int, list[Constraint]] = {}
+            for c in self.constraints:
+                self._con_by_table.setdefault(c.table, []).append(c)
+        return [c for c in self._con_by_table.get(table.oid, ()) if c.type == kind]
 
     def indexes_of(self, table: Table) -> list[Index]:
-        return [i for i in self.indexes if i.table == table.oid]
+        if not hasattr(self, "_idx_by_table"):
+            self._idx_by_table: dict[int, list[Index]] = {}
+            for i in self.indexes:
+                self._idx_by_table.setdefault(i.table, []).append(i)
+        return self._idx_by_table.get(table.oid, [])
 
     def readable(self, table: Table, check_id: str) -> bool:
         """Whether the role may read the table's rows; if not, remember that a data check passed it over."""

@@ -100,3 +100,31 @@ def test_orphans_refuses_the_classic_mistakes(les):
     ex.setup(les)
     les.run("DELETE FROM ex_log.tracks WHERE id > 45")
     assert "the tracks are fine" in ex.check(les).message
+
+
+def test_data_import_cli_and_open_lesson(tmp_path, capsys, tiny_template):
+    from helpers.__main__ import main
+    from helpers.importer import open_lesson
+
+    (tmp_path / "artists.csv").write_text("artist_id,name,zip\n1,Nina,01234\n2,Miles,99999\n")
+    (tmp_path / "albums.csv").write_text("album_id,artist_id,price\n10,1,9.99\n11,3,7.50\n")
+    name = "t13_import"
+    try:
+        assert main(["data", "import", str(tmp_path), "--lesson", name, "--type", "artists.zip=text"]) == 0
+        out = capsys.readouterr().out
+        assert "albums: 2 rows; album_id integer, artist_id integer, price numeric" in out
+        assert "artists: 2 rows; artist_id integer, name text, zip text" in out
+        mine = open_lesson(name)
+        try:
+            assert mine.scalar("SELECT zip FROM artists WHERE artist_id = 1") == "01234"
+            report = audit(mine)
+            found = {(f.check, f.object) for f in report.findings}
+            assert ("no_primary_key", "albums") in found and ("missing_domain_check", "albums.price") in found
+        finally:
+            mine.close()
+        assert main(["audit", name, "--fail-on", "error"]) == 1
+        assert main(["data", "import", str(tmp_path / "x.parquet"), "--lesson", name]) == 2
+        assert "Parquet files are not supported" in capsys.readouterr().err
+    finally:
+        with hdb.connect() as admin:
+            hdb.drop_own(admin, hdb.db_name(admin.info.user, name))
