@@ -2,9 +2,10 @@
 
 ``audit(db)`` (or ``python -m helpers audit URL|LESSON``) reads the catalog and the statistics views, runs small named
 checks and returns a :class:`Report` of :class:`Finding` s: check id, severity, object, what was found and why it
-matters, and the SQL that would fix it. The audit never changes the audited database: everything runs in one
-``READ ONLY`` transaction (each check in its own savepoint, so a check the role may not run is skipped and reported
-while the others go on), and only reads (``SELECT``). ``CHECKS`` lists the checks; each is a function
+matters, and the SQL that would fix it. The audit never changes the audited database: it only reads (``SELECT``),
+and each check runs in its own ``READ ONLY`` transaction, which is rolled back (so a check the role may not run, or
+that waits too long for a lock, is skipped and reported while the others go on, and the locks a check takes on the
+tables it reads last only as long as that check). ``CHECKS`` lists the checks; each is a function
 ``check(ctx) -> list[Finding]`` registered with :func:`check`.
 
 Severities: ``error`` (data can go wrong, or a plan will break: a table without a key, money in floating point, a
@@ -12,11 +13,12 @@ key about to run out), ``warning`` (a cost or a risk worth fixing), ``info`` (wo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import psycopg
 from psycopg import sql as pgsql
@@ -816,13 +818,26 @@ def connect_for_audit(target: str) -> psycopg.Connection:
     return db.connect(name, app="pdw:audit")
 
 
+@contextlib.contextmanager
+def _read_only(conn: psycopg.Connection, timeout: str, lock_timeout: str) -> Iterator[None]:
+    """A READ ONLY transaction, always rolled back, with the audit's statement and lock timeouts."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(timeout)))
+        # a table locked by a migration makes a check wait this long at most, then it is skipped
+        conn.execute(pgsql.SQL("SET LOCAL lock_timeout = {}").format(pgsql.Literal(lock_timeout)))
+        yield
+
+
 def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, schemas: Iterable[str] | str | None = None,
           timeout: str = "30s", lock_timeout: str = "2s") -> Report:
     """Audit a database read-only and return a :class:`Report` (lesson 13).
 
     ``conn_or_lesson`` is a Lesson (``db``), a psycopg connection or a ``postgresql://`` URL. ``checks`` limits the
-    run to some check ids, ``schemas`` the tables looked at to some schemas (default: all). Every check runs inside one READ ONLY transaction, each in a savepoint; a check that fails
-    (for example for lack of privileges) is listed in ``report.skipped`` with the reason, and the others still run.
+    run to some check ids, ``schemas`` the tables looked at to some schemas (default: all). Each check runs in its
+    own READ ONLY transaction, rolled back at its end, with ``timeout`` (statement_timeout) and ``lock_timeout``; a
+    check that fails (for lack of privileges, a lock it could not get, a timeout) is listed in ``report.skipped``
+    with the reason, and the others still run.
     """
     from helpers.db import as_connection, explain_sql_error
 
@@ -838,45 +853,42 @@ def audit(conn_or_lesson: Any, *, checks: Iterable[str] | None = None, schemas: 
     start = time.perf_counter()
     report = Report(database=conn.info.dbname + (f" (schema {schemas})" if isinstance(schemas, str) else ""))
     try:
-        with conn.transaction(force_rollback=True):
-            conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(pgsql.Literal(timeout)))
-            # a table locked by a migration makes a check wait this long at most, then it is skipped
-            conn.execute(pgsql.SQL("SET LOCAL lock_timeout = {}").format(pgsql.Literal(lock_timeout)))
+        # Each step is its own READ ONLY transaction: nothing can write, and the ACCESS SHARE locks a check takes on
+        # the tables it reads are released when it ends, not held for the whole audit.
+        try:
+            with _read_only(conn, timeout, lock_timeout):
+                ctx = Context(conn, [schemas] if isinstance(schemas, str) else
+                              (list(schemas) if schemas is not None else None))
+        except psycopg.Error as exc:
+            raise WorkbookError(f"The audit could not read the catalog: {explain_sql_error(exc)}") from None
+        if not ctx.tables:
+            report.notes.append("The database has no tables of its own (outside pg_catalog and "
+                                "information_schema), so only the database- and server-level checks found "
+                                "anything to look at.")
+        for cid in wanted:
+            chk = CHECKS[cid]
             try:
-                with conn.transaction():
-                    ctx = Context(conn, [schemas] if isinstance(schemas, str) else
-                                  (list(schemas) if schemas is not None else None))
+                with _read_only(conn, timeout, lock_timeout):
+                    found = chk.fn(ctx)
+            except psycopg.errors.LockNotAvailable:
+                report.skipped[cid] = (f"a table it reads was locked (by a migration?) for longer than "
+                                       f"{lock_timeout}; run the audit again later.")
+                continue
+            except psycopg.errors.QueryCanceled:
+                report.skipped[cid] = f"it ran longer than {timeout} and was stopped."
+                continue
             except psycopg.Error as exc:
-                raise WorkbookError(f"The audit could not read the catalog: {explain_sql_error(exc)}") from None
-            if not ctx.tables:
-                report.notes.append("The database has no tables of its own (outside pg_catalog and "
-                                    "information_schema), so only the database- and server-level checks found "
-                                    "anything to look at.")
-            for cid in wanted:
-                chk = CHECKS[cid]
-                try:
-                    with conn.transaction():
-                        found = chk.fn(ctx)
-                except psycopg.errors.LockNotAvailable:
-                    report.skipped[cid] = (f"a table it reads was locked (by a migration?) for longer than "
-                                           f"{lock_timeout}; run the audit again later.")
-                    continue
-                except psycopg.errors.QueryCanceled:
-                    report.skipped[cid] = f"it ran longer than {timeout} and was stopped."
-                    continue
-                except psycopg.Error as exc:
-                    report.skipped[cid] = explain_sql_error(exc).rstrip(".") + "."
-                    continue
-                report.ran.append(cid)
-                report.findings.extend(found)
-            if ctx.skipped_tables:
-                names = sorted(ctx.skipped_tables)
-                report.notes.append(
-                    f"No SELECT privilege on {len(names)} table(s) ({', '.join(names[:5])}"
-                    + (", ..." if len(names) > 5 else "") + "): the checks that read rows or their statistics "
-                    "(id_column_without_fk, nullable_fk, never_analyzed) passed them over; the catalog checks "
-                    "covered them.")
+                report.skipped[cid] = explain_sql_error(exc).rstrip(".") + "."
+                continue
+            report.ran.append(cid)
+            report.findings.extend(found)
+        if ctx.skipped_tables:
+            names = sorted(ctx.skipped_tables)
+            report.notes.append(
+                f"No SELECT privilege on {len(names)} table(s) ({', '.join(names[:5])}"
+                + (", ..." if len(names) > 5 else "") + "): the checks that read rows or their statistics "
+                "(id_column_without_fk, nullable_fk, never_analyzed) passed them over; the catalog checks "
+                "covered them.")
     finally:
         if own:
             conn.close()
