@@ -62,6 +62,11 @@ def test_clean_schema_accepts_cents_and_refuses_shortcuts(les):
     les.run("ALTER TABLE ex_store.products ALTER COLUMN price TYPE text")
     assert "must stay a number" in ex.check(les).message
     ex.setup(les)
+    les.run("BEGIN")
+    try:
+        assert "transaction open" in ex.check(les).message  # a transaction left open: one sentence, no traceback
+    finally:
+        les.run("ROLLBACK")
     les.run("DROP TABLE ex_store.orders")
     assert "run the setup cell" in ex.check(les).message
     # another correct form: money as integer cents, a composite index starting with product_id, CHECK NOT VALID

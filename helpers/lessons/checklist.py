@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from helpers.audit import CHECKS, Report, audit
+from helpers.core.errors import WorkbookError
 from helpers.exercises import CheckResult, Exercise, register
 
 __all__ = ["checklist", "progress", "SERVER_LEVEL"]
@@ -94,7 +95,10 @@ def _check_store(conn: psycopg.Connection, answer: Any) -> CheckResult:
         if typ in ("text", "character varying"):
             return CheckResult(False, f"{table}.{col} became {typ}: a price or a quantity must stay a number "
                                       "(numeric(10, 2) for money), and a time a timestamptz.")
-    report = audit(conn, schemas="ex_store")
+    try:
+        report = audit(conn, schemas="ex_store")
+    except WorkbookError as exc:  # e.g. a transaction the learner left open
+        return CheckResult(False, str(exc))
     left = [f for f in report.findings if f.severity in ("error", "warning") and f.check not in SERVER_LEVEL]
     if report.skipped:
         return CheckResult(False, f"Some checks could not run: {report.skipped}.")
