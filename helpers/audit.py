@@ -253,7 +253,10 @@ class Context:
         for row in self.q("""
                 SELECT i.indexrelid, i.indrelid, ic.relname, n.nspname, i.indkey::int2[], i.indnkeyatts,
                        i.indclass::oid[], i.indoption::int2[], i.indcollation::oid[], i.indisunique, i.indisprimary, con.conname,
-                       i.indpred IS NOT NULL, i.indexprs::text, i.indpred::text, am.amname, '', i.indisvalid
+                       i.indpred IS NOT NULL,
+                       -- node trees carry the position of each token in the CREATE INDEX text: drop it to compare
+                       regexp_replace(i.indexprs::text, ':location -?[0-9]+', '', 'g'),
+                       regexp_replace(i.indpred::text, ':location -?[0-9]+', '', 'g'), am.amname, '', i.indisvalid
                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                 JOIN pg_namespace n ON n.oid = ic.relnamespace JOIN pg_am am ON am.oid = ic.relam
                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')

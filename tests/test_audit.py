@@ -53,7 +53,8 @@ CASES = {
     "duplicate_index": (
         "CREATE TABLE t (id int PRIMARY KEY, email text UNIQUE, a int, b int);"
         "CREATE INDEX t_email_idx ON t (email); CREATE INDEX t_a_idx ON t (a); CREATE INDEX t_a_b_idx ON t (a, b);"
-        "CREATE INDEX t_b1 ON t (b); CREATE INDEX t_b2 ON t (b)", 3,
+        "CREATE INDEX t_b1 ON t (b); CREATE INDEX t_b2 ON t (b);"
+        "CREATE INDEX t_l1 ON t (lower(email)) WHERE a > 0; CREATE INDEX t_l2 ON t (  lower( email )) WHERE (a>0)", 4,
         "CREATE TABLE t (id int PRIMARY KEY, email text UNIQUE, a int, b int);"
         "CREATE INDEX ON t (a, b); CREATE INDEX ON t (b, a); CREATE INDEX ON t (b) WHERE a > 0;"
         "CREATE INDEX ON t (email) INCLUDE (a); CREATE INDEX ON t (a DESC, b); CREATE INDEX ON t (lower(email))"),
@@ -130,7 +131,7 @@ def test_details_of_some_findings(module_db, schema):
     module_db.execute("DROP TABLE orders, customers")
     found = run(module_db, schema, "duplicate_index", CASES["duplicate_index"][0])
     by_obj = {f.object.split(".")[-1]: f.message for f in found}
-    assert set(by_obj) == {"t_email_idx", "t_a_idx", "t_b2"}
+    assert set(by_obj) == {"t_email_idx", "t_a_idx", "t_b2", "t_l2"}
     assert "duplicates the unique index t_email_key" in by_obj["t_email_idx"]
     assert "leading column(s) of t_a_b_idx" in by_obj["t_a_idx"]
     module_db.execute("DROP TABLE t")
