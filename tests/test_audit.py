@@ -346,3 +346,34 @@ def test_import_csv_with_an_override_and_bad_input(module_db, schema, tmp_path):
         import_path(tmp_path / "empty_dir_that_is_a_dir" if (tmp_path / "e").mkdir() else tmp_path / "e", "t13_never")
     with pytest.raises(WorkbookError, match="should look like column=type"):
         _overrides(["zip"])
+
+
+class _FakeArchiver:
+    """Just enough of a Context for wal_archiving: canned answers to its three queries."""
+
+    def __init__(self, mode, command, stats):
+        self.answers = {"archive_mode": [(mode,)], "archive_command": [(command, "")], "pg_stat_archiver": [stats]}
+        self.conn = self
+
+    def transaction(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def q(self, query, params=None):
+        return next(v for k, v in self.answers.items() if k in query)
+
+
+def test_wal_archiving_pass_and_failure_cases():
+    from datetime import datetime, timezone
+
+    early, late = datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc)
+    fn = au.CHECKS["wal_archiving"].fn
+    assert fn(_FakeArchiver("on", "cp %p /archive/%f", (0, None, late))) == []           # archiving, no failure
+    assert fn(_FakeArchiver("on", "cp %p /archive/%f", (3, early, late))) == []          # failed once, recovered
+    failing = fn(_FakeArchiver("on", "cp %p /archive/%f", (3, late, early)))
+    assert [f.severity for f in failing] == ["error"] and "3 failure(s)" in failing[0].message
+    nothing = fn(_FakeArchiver("on", "", (0, None, None)))
+    assert [f.severity for f in nothing] == ["error"] and "neither archive_command" in nothing[0].message
+    off = fn(_FakeArchiver("off", "", (0, None, None)))
+    assert [f.severity for f in off] == ["warning"] and "archive_mode is off" in off[0].message
