@@ -174,6 +174,7 @@ class Column:
     typname: str       # pg_type.typname, e.g. "timestamp"
     typtype: str       # 'e' for an enum
     notnull: bool
+    identity: bool = False
 
 
 @dataclass
@@ -243,13 +244,13 @@ class Context:
                   AND (%s::text[] IS NULL OR n.nspname = ANY(%s::text[]))
                 ORDER BY n.nspname, c.relname""", (self.schemas, self.schemas)):
             self.tables[oid] = Table(oid, schema, name, kind, tuples, has_data, readable)
-        for rel, attnum, name, ftype, typname, typtype, notnull in self.q("""
+        for rel, attnum, name, ftype, typname, typtype, notnull, identity in self.q("""
                 SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typtype,
-                       a.attnotnull
+                       a.attnotnull, a.attidentity <> ''
                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                 WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = ANY(%s)
                 ORDER BY a.attrelid, a.attnum""", (list(self.tables),)):
-            self.tables[rel].columns[name] = Column(attnum, name, ftype, typname, typtype, notnull)
+            self.tables[rel].columns[name] = Column(attnum, name, ftype, typname, typtype, notnull, identity)
         for row in self.q("""
                 SELECT i.indexrelid, i.indrelid, ic.relname, n.nspname, i.indkey::int2[], i.indnkeyatts,
                        i.indclass::oid[], i.indoption::int2[], i.indcollation::oid[], i.indisunique, i.indisprimary, con.conname,
@@ -536,7 +537,8 @@ def _unused_index(ctx: Context) -> list[Finding]:
 @check("timestamp_without_time_zone", "warning", "timestamp without time zone",
        "A timestamp without time zone is a wall-clock reading with no zone: the same instant is stored differently "
        "by clients in different zones, and daylight-saving changes make hours repeat or vanish. timestamptz stores "
-       "an instant (UTC) and shows it in the session's zone.")
+       "an instant (UTC) and shows it in the session's zone. (The exception: a future local event, such as a concert "
+       "at 20:00 in Lisbon, is a wall-clock time plus a zone; store the zone beside it. A calendar day is a date.)")
 def _timestamp_without_tz(ctx: Context) -> list[Finding]:
     out = []
     for t in ctx.tables.values():
@@ -627,8 +629,12 @@ def _soft_delete_plain_unique(ctx: Context) -> list[Finding]:
         if marker is None:
             continue
         live = f"{_ident(marker)} IS NULL" if t.columns[marker].typname != "bool" else f"NOT {_ident(marker)}"
+        by_num = {c.attnum: c for c in t.columns.values()}
         for ix in ctx.indexes_of(t):
             if ix.unique and not ix.primary and not ix.partial:
+                # generated or random ids (identity, uuid) are never reused, so a deleted row's value blocks nobody
+                if all(k in by_num and (by_num[k].identity or by_num[k].typname == "uuid") for k in ix.keys):
+                    continue
                 cols = ", ".join(_ident(c) for c in ctx.cols(t, ix.keys)) if 0 not in ix.keys else "<same keys>"
                 drop = (f"ALTER TABLE {_tname(t)} DROP CONSTRAINT {_ident(ix.constraint)};" if ix.constraint
                         else f"DROP INDEX CONCURRENTLY {_ident(ix.name)};")
@@ -771,7 +777,8 @@ def _wal_archiving(ctx: Context) -> list[Finding]:
 
 @check("missing_domain_check", "warning", "missing CHECK constraints on obvious domains",
        "A price, amount or quantity below zero is a bug that should fail at the INSERT, not show up in a report a "
-       "month later. A CHECK constraint is the last line of defence that every client passes through.")
+       "month later. A CHECK constraint is the last line of defence that every client passes through. (Where a "
+       "negative value is legitimate, such as a refund or a stock correction, the finding does not apply.)")
 def _missing_domain_check(ctx: Context) -> list[Finding]:
     out = []
     checked = {(c.table, k) for c in ctx.constraints if c.type == "c" for k in c.keys}

@@ -76,8 +76,8 @@ CASES = {
         "CREATE TABLE c (id int PRIMARY KEY)"),
     "soft_delete_plain_unique": (
         "CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE, deleted_at timestamptz)", 1,
-        "CREATE TABLE u (id int PRIMARY KEY, email text, deleted_at timestamptz);"
-        "CREATE UNIQUE INDEX ON u (email) WHERE deleted_at IS NULL"),
+        "CREATE TABLE u (id int PRIMARY KEY, email text, deleted_at timestamptz, public_id uuid UNIQUE,"
+        " n int GENERATED ALWAYS AS IDENTITY UNIQUE); CREATE UNIQUE INDEX ON u (email) WHERE deleted_at IS NULL"),
     "enum_vs_check": (
         "CREATE TABLE t (id int PRIMARY KEY, status text)", 1,
         "CREATE TABLE t (id int PRIMARY KEY, status text CHECK (status IN ('new', 'done')), order_kind text"
