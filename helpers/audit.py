@@ -506,7 +506,8 @@ def _duplicate_index(ctx: Context) -> list[Finding]:
 @check("unused_index", "info", "unused indexes (by the statistics, on this server)",
        "An index no query uses still costs writes, space and vacuum time (indexes that serve a foreign key are not "
        "reported: parent deletes need them, however rarely). Caveats: the counts start at the last "
-       "statistics reset (or when the database was created), a rare monthly report may need the index, and each "
+       "statistics reset (or when the database was created, or the last crash recovery or restore), a rare monthly "
+       "report may need the index, and each "
        "replica keeps its own counts (an index used only by queries on a replica looks unused here).")
 def _unused_index(ctx: Context) -> list[Finding]:
     out = []
