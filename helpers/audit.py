@@ -216,7 +216,7 @@ class Context:
 
     It reads catalog rows only, with no function that opens the tables (``pg_get_expr``, ``pg_relation_size``), so
     it takes no lock on them: a table locked by a migration does not stop it. Checks that read rows take ACCESS
-    SHARE locks on those tables until the audit ends, and wait at most ``lock_timeout`` for one.
+    SHARE locks on those tables until that check's transaction ends, and wait at most ``lock_timeout`` for one.
     """
 
     def __init__(self, conn: psycopg.Connection, schemas: list[str] | None = None):
@@ -410,9 +410,10 @@ def _id_column_without_fk(ctx: Context) -> list[Finding]:
                     "(SELECT 1 FROM {p} AS pa WHERE pa.{pcol} = ch.{col})").format(
                     c=t.ident, col=pgsql.Identifier(col.name), p=parent.ident, pcol=pgsql.Identifier(pcol))
                 ).fetchone()[0]
-            fk = (f"ALTER TABLE {_tname(t)} ADD FOREIGN KEY ({_ident(col.name)}) REFERENCES {_tname(parent)} "
-                  f"({_ident(pcol)}) NOT VALID;\nALTER TABLE {_tname(t)} VALIDATE CONSTRAINT "
-                  f"{_ident(f'{t.name}_{col.name}_fkey')};")
+            fkname = _ident(f"{t.name}_{col.name}_fkey"[:63])
+            fk = (f"ALTER TABLE {_tname(t)} ADD CONSTRAINT {fkname} FOREIGN KEY ({_ident(col.name)}) REFERENCES "
+                  f"{_tname(parent)} ({_ident(pcol)}) NOT VALID;\nALTER TABLE {_tname(t)} VALIDATE CONSTRAINT "
+                  f"{fkname};")
             if orphans:
                 msg = (f"{col.name} looks like a reference to {parent.qname}.{pcol} but has no foreign key; "
                        f"{orphans:,} row(s) point at no {parent.qname} row (orphans), which a foreign key would refuse.")
@@ -477,13 +478,13 @@ def _duplicate_index(ctx: Context) -> list[Finding]:
         reported: set[int] = set()
         for a in ixs:
             for b in ixs:
-                if a.oid == b.oid or a.oid in reported or not a.valid:
+                if a.oid == b.oid or a.oid in reported or not a.valid or not b.valid:
                     continue
                 drop = f"DROP INDEX CONCURRENTLY {_ident(a.schema, a.name) if a.schema != 'public' else _ident(a.name)};"
                 if _same_shape(a, b):
                     # identical keys: keep the one that backs a constraint or enforces uniqueness; else keep one
-                    keep_b = (b.constraint and not a.constraint) or (b.unique and not a.unique) or \
-                        (a.unique == b.unique and bool(a.constraint) == bool(b.constraint) and b.name < a.name)
+                    rank = lambda ix: (not ix.primary, not ix.constraint, not ix.unique, ix.name)  # noqa: E731
+                    keep_b = rank(b) < rank(a)  # the primary key is always kept, then a constraint, then unique
                     if not keep_b:
                         continue
                     why = "is the same index as" if a.unique == b.unique else "duplicates the unique index"
@@ -495,7 +496,8 @@ def _duplicate_index(ctx: Context) -> list[Finding]:
                 elif (a.method == b.method == "btree" and not a.unique and not a.partial and not a.expressions
                       and not b.partial and not b.expressions and len(a.keys) < len(b.keys)
                       and b.keys[:len(a.keys)] == a.keys and b.classes[:len(a.classes)] == a.classes
-                      and b.collations[:len(a.keys)] == a.collations and len(a.allkeys) == len(a.keys)):
+                      and b.collations[:len(a.keys)] == a.collations and b.options[:len(a.keys)] == a.options
+                      and len(a.allkeys) == len(a.keys)):
                     out.append(Finding("duplicate_index", "warning", f"{t.qname}.{a.name}",
                                        f"{a.name} is redundant: its column(s) are the leading column(s) of {b.name}, "
                                        "which serves the same lookups.", drop))
@@ -580,7 +582,8 @@ def _int4_near_limit(ctx: Context) -> list[Finding]:
         LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = sc.oid
              AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
         LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-        LEFT JOIN pg_type t ON t.oid = a.atttypid""")
+        LEFT JOIN pg_type t ON t.oid = a.atttypid
+        WHERE (%s::text[] IS NULL OR s.schemaname = ANY(%s::text[]))""", (ctx.schemas, ctx.schemas))
     for schema, seq, last, seqmax, coltype, rel, col in rows:
         if last is None:  # never used, or no privilege to read it
             continue
@@ -614,8 +617,11 @@ def _missing_timestamps(ctx: Context) -> list[Finding]:
             if col not in t.columns:
                 out.append(Finding("missing_timestamps", "warning", t.qname,
                                    f"{len(having)} of {len(tables)} tables have {col}; {t.qname} does not.",
-                                   f"ALTER TABLE {_tname(t)} ADD COLUMN {col} timestamptz NOT NULL DEFAULT now();"
-                                   + ("  -- and keep it current (a trigger or the ORM)" if col == "updated_at" else "")))
+                                   f"ALTER TABLE {_tname(t)} ADD COLUMN {col} timestamptz;\nALTER TABLE {_tname(t)} "
+                                   f"ALTER COLUMN {col} SET DEFAULT now();  -- new rows; backfill old ones from a real "
+                                   "source if there is one (ADD ... DEFAULT now() would date every existing row to "
+                                   "the migration), then SET NOT NULL"
+                                   + ("\n-- and keep it current (a trigger or the ORM)" if col == "updated_at" else "")))
     return out
 
 
@@ -646,9 +652,10 @@ def _soft_delete_plain_unique(ctx: Context) -> list[Finding]:
     return out
 
 
-@check("enum_vs_check", "info", "enums vs CHECK constraints for closed sets of values",
-       "A closed set of states needs the database to refuse anything else. An enum type does (values can be added, "
-       "but not removed or renamed without recreating the type); a CHECK (col IN (...)) or a lookup table with a "
+@check("enum_vs_check", "warning", "states in free text (warning) and enums (info) vs CHECK constraints",
+       "A closed set of states needs the database to refuse anything else. An enum type does (values can be added "
+       "and, since PostgreSQL 10, renamed, but not removed or reordered without recreating the type); a CHECK "
+       "(col IN (...)) or a lookup table with a "
        "foreign key is easier to change. A free text status column accepts typos.")
 def _enum_vs_check(ctx: Context) -> list[Finding]:
     out = []
@@ -657,8 +664,8 @@ def _enum_vs_check(ctx: Context) -> list[Finding]:
         for col in t.columns.values():
             if col.typtype == "e":
                 out.append(Finding("enum_vs_check", "info", f"{t.qname}.{col.name}",
-                                   f"{col.name} uses the enum type {col.type}: adding a value is cheap (ALTER TYPE "
-                                   "... ADD VALUE), removing or renaming one means a new type.",
+                                   f"{col.name} uses the enum type {col.type}: adding or renaming a value is cheap "
+                                   "(ALTER TYPE ... ADD VALUE / RENAME VALUE), removing one means a new type.",
                                    f"-- if the set changes often: ALTER TABLE {_tname(t)} ALTER COLUMN "
                                    f"{_ident(col.name)} TYPE text;\n-- ALTER TABLE {_tname(t)} ADD CHECK "
                                    f"({_ident(col.name)} IN (...));"))
@@ -708,7 +715,7 @@ def _never_analyzed(ctx: Context) -> list[Finding]:
     for t in ctx.tables.values():
         if t.relkind != "r" or t.oid in with_stats or not ctx.readable(t, "never_analyzed"):
             continue
-        # relpages/reltuples are 0 until the first VACUUM, ANALYZE or index build; only then ask for the size (which
+        # relpages is 0 and reltuples -1 (PG 14+) until the first VACUUM, ANALYZE or index build; only then ask for the size (which
         # takes a lock on the table until the audit ends, so not for every table)
         if not t.has_data and not ctx.q("SELECT pg_relation_size(%s) > 0", (t.oid,))[0][0]:
             continue
@@ -723,8 +730,18 @@ def _never_analyzed(ctx: Context) -> list[Finding]:
 def _pg_stat_statements(ctx: Context) -> list[Finding]:
     if ctx.q("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"):
         return []
-    preloaded = "pg_stat_statements" in ctx.q("SELECT current_setting('shared_preload_libraries')")[0][0]
+    try:  # shared_preload_libraries is readable only by superusers and pg_read_all_settings
+        with ctx.conn.transaction():
+            preloaded = "pg_stat_statements" in ctx.q("SELECT current_setting('shared_preload_libraries')")[0][0]
+    except psycopg.errors.InsufficientPrivilege:
+        preloaded = None
     fix = "CREATE EXTENSION pg_stat_statements;"
+    if preloaded is None:
+        return [Finding("pg_stat_statements_missing", "warning", "database",
+                        "The pg_stat_statements extension is not installed in this database (whether the library is "
+                        "preloaded could not be read by this role).",
+                        "-- if needed, postgresql.conf: shared_preload_libraries = 'pg_stat_statements', restart, "
+                        "then:\n" + fix)]
     if not preloaded:
         fix = "-- postgresql.conf: shared_preload_libraries = 'pg_stat_statements', restart, then:\n" + fix
     return [Finding("pg_stat_statements_missing", "warning", "database",
@@ -758,7 +775,7 @@ def _wal_archiving(ctx: Context) -> list[Finding]:
                         "-- postgresql.conf: archive_mode = on, archive_command = '<copy %p to safe storage>'; "
                         "restart; take a base backup")]
     try:
-        with ctx.conn.transaction():  # archive_command is readable by superusers and pg_read_all_settings only
+        with ctx.conn.transaction():  # in case a server restricts reading it
             command, library = ctx.q("SELECT current_setting('archive_command'), "
                                      "current_setting('archive_library', true)")[0]
     except psycopg.errors.InsufficientPrivilege:
