@@ -729,7 +729,15 @@ def _never_analyzed(ctx: Context) -> list[Finding]:
        "slow-down in production starts with guessing.")
 def _pg_stat_statements(ctx: Context) -> list[Finding]:
     if ctx.q("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"):
-        return []
+        try:  # installed, but the view only works when the library is preloaded
+            with ctx.conn.transaction():
+                ctx.q("SELECT 1 FROM pg_stat_statements LIMIT 0")
+            return []
+        except psycopg.errors.ObjectNotInPrerequisiteState:
+            return [Finding("pg_stat_statements_missing", "warning", "database",
+                            "The pg_stat_statements extension is installed but its library is not preloaded, so "
+                            "the view cannot be read.",
+                            "-- postgresql.conf: shared_preload_libraries = 'pg_stat_statements', then restart")]
     try:  # shared_preload_libraries is readable only by superusers and pg_read_all_settings
         with ctx.conn.transaction():
             preloaded = "pg_stat_statements" in ctx.q("SELECT current_setting('shared_preload_libraries')")[0][0]
