@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers server|data|reset|bench|lab ...`` (see ``--help``)."""
+"""Command line: ``python -m helpers server|data|audit|reset|bench|lab ...`` (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
@@ -56,10 +56,32 @@ def _data(args: argparse.Namespace) -> int:
         datasets.verify_manifest()
         print("datasets/ matches its manifest.")
         return 0
+    if args.action == "import":
+        from helpers.importer import import_path
+
+        if not args.path or not args.lesson:
+            print("error: data import needs a PATH (a .csv file or a directory of them) and --lesson NAME.",
+                  file=sys.stderr)
+            return 2
+        for res in import_path(args.path, args.lesson, args.type or ()):
+            print(res)
+        print(f"Imported into the database of {args.lesson!r}; in a notebook: "
+              f"from helpers.importer import open_lesson; mine = open_lesson({args.lesson!r}).")
+        return 0
     scale = settings.current_scale(args.scale)
     name = db.ensure_template(scale, force=args.force)
     settings.write_setting("scale", scale)
     print(f"Data set {scale!r} loaded as template {name}; new lessons copy it.")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from helpers.audit import audit
+
+    report = audit(args.target)
+    print(report.to_json() if args.json else report.text(explain=args.why))
+    if args.fail_on and report.at_least(args.fail_on):
+        return 1
     return 0
 
 
@@ -85,6 +107,8 @@ def _reset(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.what == "load":
         from helpers.bench.load import main
+    elif args.what == "audit":
+        from helpers.bench.audit import main
     else:
         from helpers.bench.timer import main
     return main(args.rest)
@@ -123,11 +147,23 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"also listen on 127.0.0.1:PORT (default {settings.DEFAULT_TCP_PORT}) for GUI clients")
     s.set_defaults(func=_server)
 
-    d = sub.add_parser("data", help="load or verify the data set")
-    d.add_argument("action", choices=["load", "verify"])
+    d = sub.add_parser("data", help="load or verify the data set; import your own CSV files")
+    d.add_argument("action", choices=["load", "verify", "import"])
+    d.add_argument("path", nargs="?", help="import: a .csv file or a directory of .csv files")
     d.add_argument("--scale", choices=settings.SCALES)
     d.add_argument("--force", action="store_true", help="rebuild even if already loaded")
+    d.add_argument("--lesson", help="import: the workbook database to import into (created if missing)")
+    d.add_argument("--type", action="append", metavar="[TABLE.]COLUMN=TYPE",
+                   help="import: override an inferred column type (repeatable), e.g. --type zip=text")
     d.set_defaults(func=_data)
+
+    a = sub.add_parser("audit", help="audit a database's design and health, read-only (lesson 13)")
+    a.add_argument("target", help="a postgresql:// URL, or a lesson name such as 03_indexing")
+    a.add_argument("--json", action="store_true", help="print the report as JSON")
+    a.add_argument("--why", action="store_true", help="text: also print why each finding matters")
+    a.add_argument("--fail-on", choices=["warning", "error"],
+                   help="exit with status 1 if there is a finding this severe or worse (for CI)")
+    a.set_defaults(func=_audit)
 
     r = sub.add_parser("reset", help="drop lesson databases (only ones the workbook created)")
     r.add_argument("lessons", nargs="*", help="lesson names, e.g. 03_indexing (default: all lessons)")
@@ -136,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     r.set_defaults(func=_reset)
 
     b = sub.add_parser("bench", help="benchmarks that print measured ratios")
-    b.add_argument("what", choices=["load", "timer"])
+    b.add_argument("what", choices=["load", "timer", "audit"])
     b.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark (see its --help)")
     b.set_defaults(func=_bench)
 

@@ -16,6 +16,7 @@ notebook                    module
 ``07_transactions``         :mod:`~helpers.lessons.transactions`
 ``10_patterns``             :mod:`~helpers.lessons.patterns`
 ``12_backup_restore``       :mod:`~helpers.lessons.backup`
+``13_design_checklist``     :mod:`~helpers.lessons.checklist`
 ==========================  =====================================
 
 A lesson module registers its exercises (:mod:`helpers.exercises`) when imported, and may import the toolkit, the
@@ -35,4 +36,5 @@ MODULES = {
     "10_patterns": "patterns",
     "12_backup_restore": "backup",
     "09_monitoring": "monitoring",
+    "13_design_checklist": "checklist",
 }

@@ -1,0 +1,190 @@
+"""Bring your own data: CSV files into a workbook database, types inferred, loaded with COPY (13_design_checklist).
+
+``python -m helpers data import PATH.csv|DIR --lesson NAME [--type [TABLE.]COLUMN=TYPE ...]`` creates one table per
+file (named after the file), infers each column's type from its values, and streams the file to the server with
+``COPY ... FROM STDIN (FORMAT csv, HEADER true)``: the server parses the rows, as with the music store's loader.
+The database is the workbook's ``pdw_<role>_<NAME>`` (created empty if it does not exist yet, and marked as the
+workbook's, so ``reset`` can drop it); :func:`open_lesson` then gives a notebook a ``Lesson`` on it *without*
+re-creating it, so every widget and :func:`helpers.audit.audit` work on your data.
+Parquet is not supported (it would need pyarrow, which the workbook does not install).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Iterable
+
+import psycopg
+from psycopg import sql as pgsql
+
+from helpers import db
+from helpers.core import settings
+from helpers.core.errors import WorkbookError
+
+__all__ = ["infer_types", "import_path", "open_lesson", "ImportResult"]
+
+SAMPLE_ROWS = 100_000  # rows read to infer types; --type overrides a guess a later row would break
+INT4_MAX = 2_147_483_647
+_TRUE_FALSE = {"true", "false", "t", "f", "yes", "no"}
+
+
+def _kind(value: str) -> str:
+    """The narrowest type a single non-empty value fits: integer, bigint, numeric, boolean, date, timestamptz, text."""
+    v = value.strip()
+    if re.fullmatch(r"[+-]?\d+", v):
+        return "integer" if abs(int(v)) <= INT4_MAX else ("bigint" if abs(int(v)) < 2 ** 63 else "numeric")
+    if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?", v):
+        try:
+            Decimal(v)
+            return "numeric"
+        except InvalidOperation:
+            return "text"
+    if v.lower() in _TRUE_FALSE:
+        return "boolean"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+        try:
+            date.fromisoformat(v)
+            return "date"
+        except ValueError:
+            return "text"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?", v):
+        try:
+            datetime.fromisoformat(v.replace("Z", "+00:00"))
+            return "timestamptz"
+        except ValueError:
+            return "text"
+    return "text"
+
+
+_WIDEN = {("integer", "bigint"): "bigint", ("integer", "numeric"): "numeric", ("bigint", "numeric"): "numeric",
+          ("date", "timestamptz"): "timestamptz"}
+
+
+def _merge(a: str | None, b: str) -> str:
+    if a is None or a == b:
+        return b
+    return _WIDEN.get((a, b)) or _WIDEN.get((b, a)) or "text"
+
+
+def infer_types(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A PostgreSQL type per column: the narrowest that every non-empty value fits (empty is NULL; all empty: text)."""
+    kinds: list[str | None] = [None] * len(header)
+    for row in rows:
+        for i, value in enumerate(row[:len(header)]):
+            if value != "" and kinds[i] != "text":
+                kinds[i] = _merge(kinds[i], _kind(value))
+    return [k or "text" for k in kinds]
+
+
+def _name(raw: str) -> str:
+    name = re.sub(r"[^a-z0-9_]+", "_", raw.strip().lower()).strip("_") or "col"
+    return ("_" + name if name[0].isdigit() else name)[:63]
+
+
+@dataclass
+class ImportResult:
+    table: str
+    rows: int
+    columns: list[tuple[str, str]]
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.rows:,} rows; " + ", ".join(f"{c} {t}" for c, t in self.columns)
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv")
+        if not files:
+            raise WorkbookError(f"{settings.show_path(path)} holds no .csv files.")
+        return files
+    if path.suffix.lower() == ".parquet":
+        raise WorkbookError("Parquet files are not supported (that would need pyarrow); save the file as CSV and "
+                            "import that.")
+    if not path.exists():
+        raise WorkbookError(f"{settings.show_path(path)} does not exist.")
+    if path.suffix.lower() != ".csv":
+        raise WorkbookError(f"{path.name} is not a .csv file (nor a directory of them).")
+    return [path]
+
+
+def _overrides(specs: Iterable[str]) -> dict[tuple[str | None, str], str]:
+    out = {}
+    for spec in specs:
+        m = re.fullmatch(r"\s*(?:([A-Za-z0-9_]+)\.)?([A-Za-z0-9_ ]+?)\s*=\s*(.+?)\s*", spec)
+        if not m:
+            raise WorkbookError(f"--type {spec!r} should look like column=type or table.column=type "
+                                "(e.g. zip=text).")
+        out[(_name(m.group(1)) if m.group(1) else None, _name(m.group(2)))] = m.group(3)
+    return out
+
+
+def import_csv(conn: psycopg.Connection, path: Path, overrides: dict | None = None) -> ImportResult:
+    """Create a table named after the file and COPY the file into it (types inferred, ``overrides`` win)."""
+    overrides = overrides or {}
+    table = _name(path.stem)
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise WorkbookError(f"{path.name} is empty (not even a header line).") from None
+        sample = (row for i, row in zip(range(SAMPLE_ROWS), reader))
+        types = infer_types(header, sample)
+    cols = []
+    seen: set[str] = set()
+    for raw, typ in zip(header, types):
+        name = _name(raw)
+        while name in seen:
+            name += "_"
+        seen.add(name)
+        typ = overrides.get((table, name)) or overrides.get((None, name)) or typ
+        cols.append((name, typ))
+    create = pgsql.SQL("CREATE TABLE {} ({})").format(pgsql.Identifier(table), pgsql.SQL(", ").join(
+        pgsql.SQL("{} {}").format(pgsql.Identifier(c), pgsql.SQL(t)) for c, t in cols))
+    copy = pgsql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(pgsql.Identifier(table))
+    try:
+        with conn.transaction():
+            conn.execute(create)
+            with conn.cursor() as cur:
+                with cur.copy(copy) as cp, path.open("rb") as f:
+                    while chunk := f.read(1 << 20):
+                        cp.write(chunk)
+                rows = cur.rowcount
+            conn.execute(pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table)))
+    except psycopg.Error as exc:
+        raise WorkbookError(f"Importing {path.name} failed: {db.explain_sql_error(exc)} (override a column's type "
+                            "with --type column=text).") from None
+    return ImportResult(table, rows, cols)
+
+
+def import_path(path: str | Path, lesson: str, type_overrides: Iterable[str] = ()) -> list[ImportResult]:
+    """Import a CSV file or every CSV file of a directory into the workbook database of ``lesson``."""
+    files = _files(Path(path))
+    overrides = _overrides(type_overrides)
+    tgt = db.target()
+    with db.connect(tgt=tgt) as admin:
+        db.check_server(admin)
+        name = db.db_name(admin.info.user, lesson)
+        if not db.exists(admin, name):
+            db.create_own(admin, name, kind="lesson", lesson=lesson, namespace=settings.namespace(), imported=True)
+        elif db.marker_of(admin, name) is None or db.owner_of(admin, name) != admin.info.user:
+            raise WorkbookError(f"Database {name!r} was not created by the workbook for you; it is left untouched.")
+    with db.connect(name, tgt=tgt, timeout="0") as conn:
+        return [import_csv(conn, f, overrides) for f in files]
+
+
+def open_lesson(name: str) -> db.Lesson:
+    """A Lesson on an existing workbook database (for example one ``data import`` filled), without re-creating it."""
+    tgt = db.target()
+    with db.connect(tgt=tgt) as admin:
+        dbname = db.db_name(admin.info.user, name)
+        if not db.exists(admin, dbname):
+            raise WorkbookError(f"There is no database for {name!r} yet; import into it first "
+                                f"(python -m helpers data import PATH.csv --lesson {name}).")
+        version = db.server_version(admin)
+    conn = db.connect(dbname, tgt=tgt, app=f"pdw:{name}")
+    return db.Lesson(name=name, dbname=dbname, scale="imported", target=tgt, version=version, conn=conn)
