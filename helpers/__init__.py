@@ -16,11 +16,11 @@ What goes where, top to bottom (a layer may import the layers below it, never on
                          db (lesson databases, sql/try_sql), timing (measure, compare), plans (EXPLAIN,
                          plan diffs, charts), widgets (BeforeAfter, ScaleExplorer), counter (statements
                          an ORM sends), latency (a delaying proxy), exercises (check answers), checks
-                         (the environment check of lesson 00), fmt (numbers for people), private (throw-away
-                         PostgreSQL servers a lesson may break, removed even when the kernel is killed)
-                         (the environment check of lesson 00), fmt (numbers for people), audit (the
-                         read-only design checklist of lesson 13), importer (CSV files into a workbook database), audit (the
-                         read-only design checklist of lesson 13), importer (CSV files into a workbook database)
+                         (the environment check of lesson 00), fmt (numbers for people), sessions (several
+                         live sessions stepped in a set order, lesson 07), locks (the locks a statement takes),
+                         private (throw-away PostgreSQL servers a lesson may break, removed even when the kernel
+                         is killed, lesson 12), audit (the read-only design checklist of lesson 13), importer
+                         (CSV files into a workbook database)
     helpers/data/        the data world: schema.sql, the shipped Chinook files, the seeded generator,
                          the loader, the ORM models, the ER diagram
     helpers/core/        the platform: settings (paths, environment), server (the embedded PostgreSQL),
