@@ -154,25 +154,25 @@ _BASELINES: dict[tuple[str, tuple], str] = {}
 # partitions, and the row count of each table the exercises create (ex...), so a DELETE counts as an attempt too.
 _FINGERPRINT = r"""
 SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (
-  SELECT concat_ws(' ', 'c', c.relname, c.relkind::text, pg_get_expr(c.relpartbound, c.oid), c.relispopulated::text)
+  SELECT concat_ws(' ', 'c', c.oid::regclass::text, c.relkind::text, pg_get_expr(c.relpartbound, c.oid), c.relispopulated::text)
     FROM pg_class c
-   WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'i', 'I', 'S', 'f')
+   WHERE c.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema') AND c.relkind IN ('r', 'p', 'v', 'm', 'i', 'I', 'S', 'f')
   UNION ALL
   SELECT concat_ws(' ', 'a', a.attrelid::regclass::text, a.attname, format_type(a.atttypid, a.atttypmod),
                    a.attnotnull::text, pg_get_expr(d.adbin, d.adrelid))
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-   WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+   WHERE c.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema') AND a.attnum > 0 AND NOT a.attisdropped
   UNION ALL
   SELECT concat_ws(' ', 'k', conrelid::regclass::text, conname, pg_get_constraintdef(oid)) FROM pg_constraint
-   WHERE connamespace = 'public'::regnamespace
+   WHERE connamespace IN (SELECT oid FROM pg_namespace WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema')
   UNION ALL
   SELECT concat_ws(' ', 'i', pg_get_indexdef(indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-   WHERE c.relnamespace = 'public'::regnamespace
+   WHERE c.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema')
   UNION ALL
   SELECT concat_ws(' ', 't', pg_get_triggerdef(t.oid), t.tgenabled::text) FROM pg_trigger t
     JOIN pg_class c ON c.oid = t.tgrelid
-   WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal
+   WHERE c.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema') AND NOT t.tgisinternal
   UNION ALL
   SELECT concat_ws(' ', 'f', p.oid::regprocedure::text, md5(coalesce(p.prosrc, ''))) FROM pg_proc p
    WHERE p.pronamespace = 'public'::regnamespace
@@ -185,11 +185,13 @@ def _conn_key(conn: psycopg.Connection) -> tuple:
 
 
 def _fingerprint(conn: psycopg.Connection) -> str:
-    """A digest of the public schema's structure and of the row counts of the exercise tables (``ex...``)."""
+    """A digest of the user schemas' structure and of the row counts of the exercise tables (``ex...`` tables, and
+    every table of an ``ex...`` schema)."""
     parts = [conn.execute(_FINGERPRINT).fetchone()[0] or ""]
     tables = conn.execute(
-        "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
-        "AND c.relkind IN ('r', 'p', 'm') AND c.relname LIKE 'ex%' AND NOT c.relispartition "
+        "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' "
+        "AND c.relkind IN ('r', 'p', 'm') AND (c.relname LIKE 'ex%' OR n.nspname LIKE 'ex%') AND NOT c.relispartition "
         "AND (c.relkind <> 'm' OR c.relispopulated) ORDER BY 1").fetchall()
     if tables:
         counts = " UNION ALL ".join(f"SELECT count(*) FROM {name}" for (name,) in tables)

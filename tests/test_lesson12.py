@@ -67,7 +67,12 @@ def test_restore_lines_exercise(les):
     assert ex.lesson == "12_backup_restore" and solutions.has_solution(ex.id)
     ex.setup(les)
     start = ex.check(les)
-    assert not start.ok and "still missing" in start.message and "restore_table_as" in start.message
+    assert not start.ok and not start.answered and "restore_table_as" not in start.message  # no hint before a try
+    les.run("INSERT INTO ex_invoice_line SELECT * FROM ex_invoice_line WHERE false")  # a try that changes nothing
+    les.run("CREATE INDEX ex_invoice_line_try_idx ON ex_invoice_line (invoice_id)")    # a change, not the fix
+    tried = ex.check(les)
+    assert not tried.ok and "still missing" in tried.message and "restore_table_as" in tried.message
+    les.run("DROP INDEX ex_invoice_line_try_idx")
     solutions.solve(ex.id, les.conn)
     done = ex.check(les)
     assert done.ok, done.message

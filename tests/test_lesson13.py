@@ -52,7 +52,11 @@ def test_exercise_fails_at_start_and_passes_after_the_solution(les, exercise_id)
 def test_clean_schema_accepts_cents_and_refuses_shortcuts(les):
     ex = get("13.clean_schema")
     ex.setup(les)
+    start = ex.check(les)
+    assert not start.ok and not start.answered and "money_in_float" not in start.message  # no hint before a try
+    les.run("CREATE INDEX ex_try_idx ON ex_store.orders (order_id)")  # a change, not the fix
     assert "money_in_float" in ex.check(les).message or "no_primary_key" in ex.check(les).message
+    les.run("DROP INDEX ex_store.ex_try_idx")
     les.run("DELETE FROM ex_store.orders WHERE order_id > 100")
     assert "without deleting data" in ex.check(les).message
     ex.setup(les)
@@ -64,6 +68,7 @@ def test_clean_schema_accepts_cents_and_refuses_shortcuts(les):
     ex.setup(les)
     les.run("BEGIN")
     try:
+        les.run("ALTER TABLE ex_store.orders ADD PRIMARY KEY (order_id)")
         assert "transaction open" in ex.check(les).message  # a transaction left open: one sentence, no traceback
     finally:
         les.run("ROLLBACK")
@@ -88,6 +93,9 @@ def test_clean_schema_accepts_cents_and_refuses_shortcuts(les):
 def test_orphans_refuses_the_classic_mistakes(les):
     ex = get("13.orphans")
     ex.setup(les)
+    start = ex.check(les)
+    assert not start.answered and "no foreign key" not in start.message  # no hint before a try
+    les.run("CREATE INDEX ex_try_idx ON ex_log.plays (track_id)")  # a change, not the fix
     first = ex.check(les).message
     assert "no foreign key" in first and "12 row(s) point at no" in first
     les.run("ALTER TABLE ex_log.plays ADD CONSTRAINT fk FOREIGN KEY (track_id) REFERENCES ex_log.tracks NOT VALID")

@@ -514,6 +514,7 @@ register(Exercise(
     checker=_check_restore_lines,
     lesson="12_backup_restore",
     starting_answer=None,
+    quiet_until_changed=True,  # no hint before the learner has changed anything
 ))
 
 

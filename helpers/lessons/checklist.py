@@ -177,6 +177,7 @@ register(Exercise(
     checker=_check_store,
     lesson="13_design_checklist",
     starting_answer=None,
+    quiet_until_changed=True,  # no hint before the learner has changed anything
 ))
 
 register(Exercise(
@@ -191,4 +192,5 @@ register(Exercise(
     checker=_check_log,
     lesson="13_design_checklist",
     starting_answer=None,
+    quiet_until_changed=True,  # no hint before the learner has changed anything
 ))

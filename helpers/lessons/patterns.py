@@ -487,6 +487,7 @@ register(Exercise(
     setup_fn=_setup_no_orphans,
     checker=_check_no_orphans,
     lesson="10_patterns",
+    quiet_until_changed=True,  # no hint before the learner has changed anything
 ))
 
 
