@@ -1,12 +1,13 @@
-"""Bring your own data: CSV files into a workbook database, types inferred, loaded with COPY (13_design_checklist).
+"""Bring your own data: CSV or Parquet files into a workbook database, loaded with COPY (13_design_checklist).
 
-``python -m helpers data import PATH.csv|DIR --lesson NAME [--type [TABLE.]COLUMN=TYPE ...]`` creates one table per
+``python -m helpers data import PATH.csv|PATH.parquet|DIR --lesson NAME [--type [TABLE.]COLUMN=TYPE ...]`` creates one table per
 file (named after the file), infers each column's type from its values, and streams the file to the server with
 ``COPY ... FROM STDIN (FORMAT csv, HEADER true)``: the server parses the rows, as with the music store's loader.
 The database is the workbook's ``pdw_<role>_<NAME>`` (created empty if it does not exist yet, and marked as the
 workbook's, so ``reset`` can drop it); :func:`open_lesson` then gives a notebook a ``Lesson`` on it *without*
 re-creating it, so every widget and :func:`helpers.audit.audit` work on your data.
-Parquet is not supported (it would need pyarrow, which the workbook does not install).
+Parquet files keep their columns' own types (mapped to PostgreSQL's) and need pyarrow, the ``parquet`` extra
+(``pip install -e '.[parquet]'``); without it, importing one says so in one sentence.
 """
 from __future__ import annotations
 
@@ -95,20 +96,56 @@ class ImportResult:
         return f"{self.table}: {self.rows:,} rows; " + ", ".join(f"{c} {t}" for c, t in self.columns)
 
 
+SUFFIXES = (".csv", ".parquet")
+
+#: Arrow type (by its string form's prefix) -> PostgreSQL type, for Parquet files, whose columns carry their types.
+_ARROW_TYPES = (("int8", "smallint"), ("int16", "smallint"), ("int32", "integer"), ("int64", "bigint"),
+                ("uint8", "smallint"), ("uint16", "integer"), ("uint32", "bigint"), ("uint64", "numeric"),
+                ("float", "real"), ("halffloat", "real"), ("double", "double precision"), ("bool", "boolean"),
+                ("date32", "date"), ("date64", "date"), ("timestamp[s, tz", "timestamptz"),
+                ("timestamp[ms, tz", "timestamptz"), ("timestamp[us, tz", "timestamptz"),
+                ("timestamp[ns, tz", "timestamptz"), ("timestamp", "timestamp"), ("decimal", "numeric"),
+                ("string", "text"), ("large_string", "text"), ("binary", "bytea"))
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv")
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
         if not files:
-            raise WorkbookError(f"{settings.show_path(path)} holds no .csv files.")
+            raise WorkbookError(f"{settings.show_path(path)} holds no .csv or .parquet files.")
         return files
-    if path.suffix.lower() == ".parquet":
-        raise WorkbookError("Parquet files are not supported (that would need pyarrow); save the file as CSV and "
-                            "import that.")
     if not path.exists():
         raise WorkbookError(f"{settings.show_path(path)} does not exist.")
-    if path.suffix.lower() != ".csv":
-        raise WorkbookError(f"{path.name} is not a .csv file (nor a directory of them).")
+    if path.suffix.lower() not in SUFFIXES:
+        raise WorkbookError(f"{path.name} is not a .csv or .parquet file (nor a directory of them).")
     return [path]
+
+
+def import_parquet(conn: psycopg.Connection, path: Path, overrides: dict | None = None) -> ImportResult:
+    """A Parquet file: its columns' own types (mapped to PostgreSQL's), its rows through the CSV path's COPY."""
+    import tempfile
+
+    try:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise WorkbookError("Reading Parquet needs pyarrow: install it with .venv/bin/pip install -e '.[parquet]' "
+                            "(or save the file as CSV).") from None
+    try:
+        data = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001  (pyarrow raises several types for a damaged file)
+        raise WorkbookError(f"{path.name} could not be read as Parquet ({str(exc).splitlines()[0][:120]}).") from None
+    table = _name(path.stem)
+    typed = dict(overrides or {})
+    for field in data.schema:
+        arrow = str(field.type)
+        pg = next((t for prefix, t in _ARROW_TYPES if arrow.startswith(prefix)), "text")
+        if (None, _name(field.name)) not in typed:  # a --type column=... given by the learner wins
+            typed.setdefault((table, _name(field.name)), pg)
+    with tempfile.TemporaryDirectory() as tmp:
+        as_csv = Path(tmp) / f"{path.stem}.csv"
+        pacsv.write_csv(data, as_csv)
+        return import_csv(conn, as_csv, typed)
 
 
 def _overrides(specs: Iterable[str]) -> dict[tuple[str | None, str], str]:
@@ -162,7 +199,7 @@ def import_csv(conn: psycopg.Connection, path: Path, overrides: dict | None = No
 
 
 def import_path(path: str | Path, lesson: str, type_overrides: Iterable[str] = ()) -> list[ImportResult]:
-    """Import a CSV file or every CSV file of a directory into the workbook database of ``lesson``."""
+    """Import a CSV or Parquet file, or every such file of a directory, into the workbook database of ``lesson``."""
     files = _files(Path(path))
     overrides = _overrides(type_overrides)
     tgt = db.target()
@@ -174,7 +211,7 @@ def import_path(path: str | Path, lesson: str, type_overrides: Iterable[str] = (
         elif db.marker_of(admin, name) is None or db.owner_of(admin, name) != admin.info.user:
             raise WorkbookError(f"Database {name!r} was not created by the workbook for you; it is left untouched.")
     with db.connect(name, tgt=tgt, timeout="0") as conn:
-        return [import_csv(conn, f, overrides) for f in files]
+        return [(import_parquet if f.suffix.lower() == ".parquet" else import_csv)(conn, f, overrides) for f in files]
 
 
 def open_lesson(name: str) -> db.Lesson:

@@ -137,7 +137,54 @@ def test_data_import_cli_and_open_lesson(tmp_path, capsys, tiny_template):
             mine.close()
         assert main(["audit", name, "--fail-on", "error"]) == 1
         assert main(["data", "import", str(tmp_path / "x.parquet"), "--lesson", name]) == 2
-        assert "Parquet files are not supported" in capsys.readouterr().err
+        assert "x.parquet does not exist" in capsys.readouterr().err
     finally:
         with hdb.connect() as admin:
             hdb.drop_own(admin, hdb.db_name(admin.info.user, name))
+
+
+def test_data_import_parquet_keeps_the_file_types(tmp_path, capsys, tiny_template):
+    pa = pytest.importorskip("pyarrow")
+    import datetime as dt
+
+    import pyarrow.parquet as pq
+
+    from helpers.__main__ import main
+    from helpers.importer import open_lesson
+
+    pq.write_table(pa.table({
+        "play_id": pa.array([1, 2, 3], pa.int64()), "ms": pa.array([1.5, 2.0, None], pa.float64()),
+        "device": ["car", "web", "car"], "live": [True, False, True],
+        "at": pa.array([dt.datetime(2025, 1, 1, 12, tzinfo=dt.timezone.utc)] * 3, pa.timestamp("us", tz="UTC")),
+        "zip": ["01234", "99999", "00001"],
+    }), tmp_path / "plays_export.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    name = "t13_parquet"
+    try:
+        assert main(["data", "import", str(tmp_path / "plays_export.parquet"), "--lesson", name]) == 0
+        out = capsys.readouterr().out
+        assert ("plays_export: 3 rows; play_id bigint, ms double precision, device text, live boolean, "
+                "at timestamptz, zip text") in out
+        mine = open_lesson(name)
+        try:
+            assert mine.scalar("SELECT zip FROM plays_export WHERE play_id = 3") == "00001"  # leading zeros kept
+            assert mine.scalar("SELECT count(*) FROM plays_export WHERE ms IS NULL") == 1
+        finally:
+            mine.close()
+        assert main(["data", "import", str(tmp_path / "broken.parquet"), "--lesson", name]) == 2
+        err = capsys.readouterr().err
+        assert "broken.parquet could not be read as Parquet" in err and "Traceback" not in err
+    finally:
+        with hdb.connect() as admin:
+            hdb.drop_own(admin, hdb.db_name(admin.info.user, name))
+
+
+def test_data_import_parquet_without_pyarrow_says_how_to_get_it(tmp_path, monkeypatch):
+    import sys
+
+    from helpers.core.errors import WorkbookError
+    from helpers.importer import import_parquet
+
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
+    with pytest.raises(WorkbookError, match=r"needs pyarrow: install it with .*\[parquet\]"):
+        import_parquet(None, tmp_path / "x.parquet")
