@@ -224,3 +224,36 @@ def test_capacity_rule_and_percentiles():
     cap = loadtest.capacity(runs[:2])  # not doubled yet: extrapolated along the last two points
     assert cap["extrapolated"] and cap["n"] == pytest.approx(4 + 3 * 6 / 4)
     assert loadtest.min_scale_of(loadtest.notebook_path("03_indexing")) == "default"
+
+
+# ---------------------------------------------------------------- docker-compose's workshop profile (read, not run)
+
+def _compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((loadtest.settings.PROJECT_ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_workshop_profile_runs_the_hub_in_front_of_postgres_18():
+    services = _compose()["services"]
+    hub, pg = services["hub"], services["postgres"]
+    assert hub["profiles"] == ["workshop"] and "profiles" not in pg  # `docker compose up` alone: postgres only
+    assert pg["image"] == "postgres:18"
+    assert hub["depends_on"]["postgres"]["condition"] == "service_healthy"
+    script = hub["entrypoint"][2]
+    assert ".[workshop]" in script and "jupyterhub -f workshop/jupyterhub_config.py" in script
+    assert "-m helpers workshop" in script and hub["command"] == []
+    env = hub["environment"]
+    assert "@postgres:5432/" in env["DATABASE_URL"] and env["PDW_WORKSHOP_HOST"] == "postgres"
+    assert env["PDW_HUB_CREDENTIALS"].startswith("/workbook/") and env["PDW_HUB_SYSTEM_USERS"].endswith(":-1}")
+    assert all(str(p).startswith("${PDW_HUB_BIND:-127.0.0.1}:") for p in hub["ports"])  # loopback unless asked
+    assert ".:/workbook" in hub["volumes"] and "pdw-hub" in _compose()["volumes"]
+    assert "max_connections=200" in pg["command"]
+
+
+def test_hub_config_reads_the_settings_the_docs_name():
+    text = (loadtest.settings.PROJECT_ROOT / "workshop" / "jupyterhub_config.py").read_text()
+    readme = (loadtest.settings.PROJECT_ROOT / "workshop" / "README.md").read_text()
+    names = {"PDW_HUB_CREDENTIALS", "PDW_HUB_DIR", "PDW_HUB_IP", "PDW_HUB_PORT", "PDW_HUB_SYSTEM_USERS"}
+    assert all(f'"{n}"' in text and n in readme for n in names)
+    compile(text, "jupyterhub_config.py", "exec")

@@ -82,7 +82,9 @@ def main(argv: list[str]) -> int:
     pr.add_argument("--statement-timeout", default="60s")
     pr.add_argument("--work-mem", default="16MB")
     pr.add_argument("--temp-file-limit", default="1GB")
-    pr.add_argument("--host", help="host name learners use to reach the server (default: the instructor's)")
+    pr.add_argument("--host", default=os.environ.get("PDW_WORKSHOP_HOST") or None,
+                    help="host name learners use to reach the server (default: PDW_WORKSHOP_HOST, else the "
+                         "instructor's)")
     pr.add_argument("--database", default="postgres", help="database in the learners' DATABASE_URL")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_provision)
