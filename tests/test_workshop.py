@@ -152,6 +152,8 @@ def test_learners_are_isolated(workshop, monkeypatch):
             b_dbs = admin.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
                                   (db.db_name(b.role, "", namespaced=False) + "%",)).fetchone()[0]
             assert b_dbs == 0
+            # A copied the shared template: no data load of A's own (one load for the whole workshop)
+            assert not db.exists(admin, db.db_name(a.role, "tpl_tiny", namespaced=False))
     finally:
         les.close()
 
