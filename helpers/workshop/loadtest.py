@@ -265,6 +265,7 @@ def plot(runs: list[dict], path: Path) -> Path:
     cap = capacity(runs)
     if cap:
         ax.axhline(2 * cap["base"], color="red", lw=0.8, ls=":", label="2 × one learner")
+    ax.set_xticks(ns)
     ax.set_xlabel("learners running the notebook at once (N)")
     ax.set_ylabel("notebook time per learner (s)")
     r0 = runs[-1]

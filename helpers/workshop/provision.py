@@ -272,20 +272,21 @@ def provision(learners: int, *, prefix: str | None = None, scale: str | None = N
         if taken:
             raise WorkbookError(f"Role {taken[0]!r} already exists: choose another --prefix, or tear workshop "
                                 f"{prefix!r} down first.")
-        t0 = time.perf_counter()
-        template, how = _build_template(admin, prefix, scale, progress)
-        timings["template"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
         made: list[Learner] = []
         try:
+            t0 = time.perf_counter()
+            template, how = _build_template(admin, prefix, scale, progress)
+            timings["template"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             for role in names:
                 password = secrets.token_urlsafe(18)
                 _create_role(admin, role, password, prefix, connection_limit=connection_limit,
                              statement_timeout=statement_timeout, work_mem=work_mem,
                              temp_file_limit=temp_file_limit, notes=notes)
                 made.append(Learner(role, password, learner_url(tgt, role, password, host=host, database=database)))
-        except BaseException:
-            teardown(prefix, quiet=True)  # half a workshop is worse than none
+        except BaseException as exc:
+            if not (isinstance(exc, WorkbookError) and "already exists" in str(exc)):  # never someone else's
+                teardown(prefix, quiet=True)  # half a workshop is worse than none
             raise
         timings["roles"] = time.perf_counter() - t0
     ws = Workshop(prefix, scale, template, made, directory(prefix), timings, notes)
