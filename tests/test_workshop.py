@@ -193,6 +193,49 @@ def test_teardown_drops_exactly_what_provision_created(sentinel):
     assert pv.teardown(ws.prefix) == {"roles": [], "databases": []}  # twice is harmless
 
 
+def test_an_instructor_with_createrole_and_createdb_is_enough(monkeypatch):
+    """No superuser needed: provision, a learner's lesson, and teardown as a CREATEROLE CREATEDB role."""
+    with db.connect() as admin:
+        if not admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            pytest.skip("needs a superuser to create the instructor role")
+        tgt = db.target()
+    original = os.environ.get("DATABASE_URL")
+    instructor = "wsh" + secrets.token_hex(3) + "i"
+    prefix = instructor + "w"
+    with db.connect() as admin:
+        admin.execute(pgsql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB").format(_ident(instructor)))
+    try:
+        monkeypatch.setenv("DATABASE_URL", pv.learner_url(tgt, instructor, "unused").replace(":unused@", "@"))
+        ws = pv.provision(1, prefix=prefix, scale="tiny", progress=False)
+        with db.connect() as conn:
+            assert conn.info.user == instructor
+        le = ws.learners[0]
+        for k, v in le.env(prefix, "tiny").items():
+            monkeypatch.setenv(k, v)
+        les = db.lesson("01_schema_design", "tiny", quiet=True)
+        try:
+            assert les.conn.info.user == le.role and les.scalar("SELECT count(*) FROM album") > 0
+        finally:
+            les.close()
+        monkeypatch.setenv("DATABASE_URL", pv.learner_url(tgt, instructor, "unused").replace(":unused@", "@"))
+        done = pv.teardown(prefix)
+        assert done["roles"] == [le.role] and len(done["databases"]) == 2
+    finally:  # back to the superuser: whatever is left of the instructor's goes
+        for k in ("PDW_WORKSHOP", "PDW_SCALE"):
+            monkeypatch.delenv(k, raising=False)
+        if original is None:
+            monkeypatch.delenv("DATABASE_URL", raising=False)
+        else:
+            monkeypatch.setenv("DATABASE_URL", original)
+        pv.teardown(prefix, quiet=True)
+        with db.connect() as admin:
+            for (name,) in admin.execute("SELECT datname FROM pg_database WHERE datdba = "
+                                         "(SELECT oid FROM pg_roles WHERE rolname = %s)", (instructor,)).fetchall():
+                admin.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(_ident(name)))
+            admin.execute(pgsql.SQL("DROP OWNED BY {}").format(_ident(instructor)))
+            admin.execute(pgsql.SQL("DROP ROLE {}").format(_ident(instructor)))
+
+
 # ---------------------------------------------------------------- load test, N = 2
 
 def test_loadtest_with_two_learners(tmp_path, monkeypatch):
