@@ -23,7 +23,7 @@ def _provision(args: argparse.Namespace) -> int:
     ws = pv.provision(args.learners, prefix=args.prefix, scale=args.scale, connection_limit=args.connection_limit,
                       statement_timeout=args.statement_timeout, work_mem=args.work_mem,
                       temp_file_limit=args.temp_file_limit, host=args.host, database=args.database,
-                      progress=not args.quiet)
+                      progress=not args.quiet, copy_own=not args.fresh_load)
     print(f"Workshop {ws.prefix}: {len(ws.learners)} learner roles ({ws.learners[0].role} .. {ws.learners[-1].role}), "
           f"shared template {ws.template} ({ws.scale!r}).")
     print(f"Times: template {fmt_time(ws.timings['template'])}, roles {fmt_time(ws.timings['roles'])}, "
@@ -86,6 +86,8 @@ def main(argv: list[str]) -> int:
                     help="host name learners use to reach the server (default: PDW_WORKSHOP_HOST, else the "
                          "instructor's)")
     pr.add_argument("--database", default="postgres", help="database in the learners' DATABASE_URL")
+    pr.add_argument("--fresh-load", action="store_true",
+                    help="load the data into the workshop's template even if your own loaded template could be copied")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_provision)
 

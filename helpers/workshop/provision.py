@@ -168,7 +168,8 @@ def _workshop_templates(conn: psycopg.Connection, prefix: str) -> list[str]:
 
 # ---------------------------------------------------------------- provision
 
-def _build_template(admin: psycopg.Connection, prefix: str, scale: str, progress: bool) -> tuple[str, str]:
+def _build_template(admin: psycopg.Connection, prefix: str, scale: str, progress: bool,
+                    copy_own: bool = True) -> tuple[str, str]:
     """The shared template: a copy of the instructor's own template when it is ready and current, else a fresh load.
     Returns (name, how)."""
     name = template_db(prefix, scale)
@@ -180,14 +181,14 @@ def _build_template(admin: psycopg.Connection, prefix: str, scale: str, progress
     mark = None
     if db.exists(admin, own):
         mark = db.marker_of(admin, own)
-    if mark and mark.get("state") == "ready" and mark.get("version") == version:
+    if copy_own and mark and mark.get("state") == "ready" and mark.get("version") == version:
         try:
             db.create_own(admin, name, template=own, kind="template", scale=scale, state="ready", version=version,
                           rows=mark.get("rows"), workshop=prefix)
             how = f"copied from {own}"
         except (psycopg.Error, WorkbookError):
             mark = None  # busy or refused: load instead
-    if not (mark and mark.get("state") == "ready" and mark.get("version") == version):
+    if not (copy_own and mark and mark.get("state") == "ready" and mark.get("version") == version):
         db.ensure_template(scale, name=name, progress=progress)
         db.set_marker(admin, name, **{**(db.marker_of(admin, name) or {}), "workshop": prefix})
         how = "loaded"
@@ -255,7 +256,7 @@ def _create_role(admin: psycopg.Connection, role: str, password: str, prefix: st
 def provision(learners: int, *, prefix: str | None = None, scale: str | None = None,
               connection_limit: int = CONNECTION_LIMIT, statement_timeout: str = STATEMENT_TIMEOUT,
               work_mem: str = WORK_MEM, temp_file_limit: str = TEMP_FILE_LIMIT, host: str | None = None,
-              database: str = "postgres", progress: bool = True) -> Workshop:
+              database: str = "postgres", progress: bool = True, copy_own: bool = True) -> Workshop:
     """Create the workshop's roles and its shared template; write the credentials. Returns what it made."""
     if learners < 1:
         raise WorkbookError("A workshop needs at least one learner (--learners N).")
@@ -275,7 +276,7 @@ def provision(learners: int, *, prefix: str | None = None, scale: str | None = N
         made: list[Learner] = []
         try:
             t0 = time.perf_counter()
-            template, how = _build_template(admin, prefix, scale, progress)
+            template, how = _build_template(admin, prefix, scale, progress, copy_own)
             timings["template"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             for role in names:
