@@ -302,3 +302,14 @@ def test_hub_config_reads_the_settings_the_docs_name():
     names = {"PDW_HUB_CREDENTIALS", "PDW_HUB_DIR", "PDW_HUB_IP", "PDW_HUB_PORT", "PDW_HUB_SYSTEM_USERS"}
     assert all(f'"{n}"' in text and n in readme for n in names)
     compile(text, "jupyterhub_config.py", "exec")
+
+
+def test_loadtest_counts_a_failed_cell_and_still_times_the_whole_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0"),
+                                         nbformat.v4.new_code_cell("open('after', 'w').write('ran')")])
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    loadtest.run_one(str(path), str(tmp_path / "r.json"), 60)
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["error"].startswith("code cell 0: ZeroDivisionError") and result["seconds"] > 0
+    assert (tmp_path / "after").read_text() == "ran"

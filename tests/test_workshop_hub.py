@@ -86,28 +86,35 @@ def test_jupyterhub_serves_three_learners_each_on_their_own_role(tmp_path):
         with pytest.raises(Exception, match="refused the login"):
             client.login(ws.learners[0].role, "not-the-password")
 
-        def learner(le: pv.Learner) -> None:
+        def start(le: pv.Learner) -> None:
             try:
                 t0 = time.perf_counter()
                 tokens[le.role] = token = client.login(le.role, le.password)
-                url = client.spawn(le.role, token, timeout=180)
-                t1 = time.perf_counter()
-                model = client.contents(url, token, "notebooks/00_start_here.ipynb")  # their private copy
-                cells = client.run(url, token, _code_cells(model) + [CHECK], timeout=240)
-                results[le.role] = {"cells": cells, "url": url}
-                print(f"{le.role}: login + spawn {t1 - t0:.1f} s, notebook 00 {time.perf_counter() - t1:.1f} s")
+                results[le.role] = {"url": client.spawn(le.role, token, timeout=180)}
+                print(f"{le.role}: login + spawn {time.perf_counter() - t0:.1f} s")
             except Exception as exc:  # noqa: BLE001  (reported by the main thread)
                 results[le.role] = {"exception": f"{type(exc).__name__}: {exc}"}
 
-        threads = [threading.Thread(target=learner, args=(le,)) for le in ws.learners]
+        # The three servers start at once, as in a room; the notebooks then run one after another, so the timing
+        # checks inside notebook 00 (their margins are made for one notebook at a time) are not what is tested here.
+        threads = [threading.Thread(target=start, args=(le,)) for le in ws.learners]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=480)
+            t.join(timeout=300)
         for le in ws.learners:
-            got = results.get(le.role, {"exception": "did not finish"})
+            got = results.get(le.role, {"exception": "did not start"})
             assert "exception" not in got, f"{le.role}: {got.get('exception')}"
-            errors = [c["error"] for c in got["cells"] if c["error"]]
+            t1 = time.perf_counter()
+            model = client.contents(got["url"], tokens[le.role], "notebooks/00_start_here.ipynb")  # private copy
+            sources = _code_cells(model) + [CHECK]
+            got["cells"] = client.run(got["url"], tokens[le.role], sources, timeout=240)
+            got["sources"] = sources
+            print(f"{le.role}: notebook 00 through the hub {time.perf_counter() - t1:.1f} s")
+        for le in ws.learners:
+            got = results[le.role]
+            errors = [f"cell {i}: {c['error']} in {got['sources'][i][:200]!r}" for i, c in enumerate(got["cells"])
+                      if c["error"]]
             assert not errors, f"{le.role}: {errors}"
             assert got["url"] == f"/user/{le.role}/"
             seen = json.loads(got["cells"][-1]["stdout"].strip().splitlines()[-1])
