@@ -1,4 +1,4 @@
-"""Helpers for the Postgres Design Workbook: the code behind the notebooks, in four layers.
+"""Helpers for the Postgres Design Workbook: the code behind the notebooks, in layers.
 
 Notebooks start with::
 
@@ -12,6 +12,8 @@ What goes where, top to bottom (a layer may import the layers below it, never on
     helpers/lessons/     lesson-only code, one module per notebook (indexing, n_plus_one, ...),
                          and lessons/solutions/, the reference solutions the tests run
     helpers/bench/       benchmarks a maintainer runs by hand (python -m helpers bench ...)
+    helpers/workshop/    workshop mode, run by an instructor (python -m helpers workshop ...): learner roles,
+                         the shared template, status, teardown, the load test, a JupyterHub REST client
     helpers/*.py         the learner's toolkit, imported by notebooks at the top level:
                          db (lesson databases, sql/try_sql), timing (measure, compare), plans (EXPLAIN,
                          plan diffs, charts), widgets (BeforeAfter, ScaleExplorer), counter (statements
@@ -30,6 +32,7 @@ The rules, checked by ``tests/test_layout.py``:
 
 - the toolkit never imports a lesson or a benchmark, the data world imports only the core, the core imports nothing
   else from ``helpers``;
+- the workshop layer may import the toolkit, the data world and the core, never a lesson, a solution or a benchmark;
 - a lesson does not import another lesson (what two lessons share belongs in the toolkit), and only the tests import
   ``lessons.solutions``;
 - no module imports, even lazily inside a function, a module that imports it back.

@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers server|data|audit|reset|bench|lab ...`` (see ``--help``)."""
+"""Command line: ``python -m helpers server|data|audit|reset|bench|workshop|lab ...`` (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
@@ -114,6 +114,12 @@ def _bench(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _workshop(args: argparse.Namespace) -> int:
+    from helpers.workshop.cli import main
+
+    return main(args.rest)
+
+
 def _lab(args: argparse.Namespace) -> int:
     """Keep the embedded server up for as long as JupyterLab runs (``make lab``)."""
     if not os.environ.get("DATABASE_URL"):
@@ -175,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("what", choices=["load", "timer", "audit"])
     b.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark (see its --help)")
     b.set_defaults(func=_bench)
+
+    w = sub.add_parser("workshop", help="N learners on one server: provision, status, teardown, loadtest")
+    w.add_argument("rest", nargs=argparse.REMAINDER, help="see python -m helpers workshop --help")
+    w.set_defaults(func=_workshop)
 
     lab = sub.add_parser("lab", help="run JupyterLab with the embedded server up (what `make lab` calls)")
     lab.add_argument("rest", nargs=argparse.REMAINDER)

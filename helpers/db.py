@@ -280,6 +280,8 @@ def create_own(conn: psycopg.Connection, dbname: str, *, template: str | None = 
             stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
                              ).format(pgsql.Identifier(dbname))
     set_marker(conn, dbname, **info)
+    # Owner only: on a shared (workshop) server no other learner may connect to it (superusers still can).
+    conn.execute(pgsql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(pgsql.Identifier(dbname)))
 
 
 @contextlib.contextmanager
@@ -347,6 +349,10 @@ def data_version() -> str:
 
 
 def template_name(conn: psycopg.Connection, scale: str) -> str:
+    # A workshop learner (PDW_WORKSHOP set) copies the template its instructor provisioned once for everyone.
+    shared = db_name(os.environ.get("PDW_WORKSHOP", ""), f"tpl_{scale}", namespaced=False)
+    if os.environ.get("PDW_WORKSHOP") and exists(conn, shared):
+        return shared
     return db_name(conn.info.user, f"tpl_{scale}", namespaced=False)
 
 
