@@ -60,7 +60,7 @@ def _data(args: argparse.Namespace) -> int:
         from helpers.importer import import_path
 
         if not args.path or not args.lesson:
-            print("error: data import needs a PATH (a .csv file or a directory of them) and --lesson NAME.",
+            print("error: data import needs a PATH (a .csv or .parquet file, or a directory of them) and --lesson NAME.",
                   file=sys.stderr)
             return 2
         for res in import_path(args.path, args.lesson, args.type or ()):
@@ -122,7 +122,8 @@ def _workshop(args: argparse.Namespace) -> int:
 
 def _lab(args: argparse.Namespace) -> int:
     """Keep the embedded server up for as long as JupyterLab runs (``make lab``)."""
-    if not os.environ.get("DATABASE_URL"):
+    asks_for_help = any(a in ("-h", "--help", "--help-all") for a in args.rest)
+    if not os.environ.get("DATABASE_URL") and not asks_for_help:
         st = server.ensure_running(hold=True)
         print(f"Embedded PostgreSQL {st.pgdata} is up; it stops when JupyterLab exits.")
     cmd = [sys.executable, "-m", "jupyter", "lab", "--notebook-dir", str(settings.PROJECT_ROOT / "notebooks"),
@@ -153,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"also listen on 127.0.0.1:PORT (default {settings.DEFAULT_TCP_PORT}) for GUI clients")
     s.set_defaults(func=_server)
 
-    d = sub.add_parser("data", help="load or verify the data set; import your own CSV files")
+    d = sub.add_parser("data", help="load or verify the data set; import your own CSV or Parquet files")
     d.add_argument("action", choices=["load", "verify", "import"])
-    d.add_argument("path", nargs="?", help="import: a .csv file or a directory of .csv files")
+    d.add_argument("path", nargs="?", help="import: a .csv or .parquet file, or a directory of them")
     d.add_argument("--scale", choices=settings.SCALES)
     d.add_argument("--force", action="store_true", help="rebuild even if already loaded")
     d.add_argument("--lesson", help="import: the workbook database to import into (created if missing)")
@@ -182,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark (see its --help)")
     b.set_defaults(func=_bench)
 
-    w = sub.add_parser("workshop", help="N learners on one server: provision, status, teardown, loadtest")
-    w.add_argument("rest", nargs=argparse.REMAINDER, help="see python -m helpers workshop --help")
+    w = sub.add_parser("workshop", help="N learners on one server: provision, status, teardown, loadtest",
+                       add_help=False)  # --help goes to the workshop command itself, which lists its actions
+    w.add_argument("rest", nargs=argparse.REMAINDER, help="provision|status|teardown|loadtest and their options")
     w.set_defaults(func=_workshop)
 
     lab = sub.add_parser("lab", help="run JupyterLab with the embedded server up (what `make lab` calls)")
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["lab"]:  # everything after `lab` goes to JupyterLab untouched (e.g. --port 8899)
         args = argparse.Namespace(func=_lab, rest=argv[1:])
+    elif argv[:1] == ["workshop"]:  # the workshop command parses its own arguments, --help included
+        args = argparse.Namespace(func=_workshop, rest=argv[1:])
     else:
         args = p.parse_args(argv)
     try:

@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     pr = sub.add_parser("provision", help="create N learner roles and the shared template; write credentials")
     pr.add_argument("--learners", type=int, required=True, metavar="N")
     pr.add_argument("--prefix", help="starts every role and database name (default: ws + 6 random hex digits)")
-    pr.add_argument("--scale", choices=settings.SCALES, help="data set for the shared template (default: default)")
+    pr.add_argument("--scale", choices=settings.SCALES, help="data set for the shared template (default: PDW_SCALE, else the last `data load`, else default)")
     pr.add_argument("--connection-limit", type=int, default=10)
     pr.add_argument("--statement-timeout", default="60s")
     pr.add_argument("--work-mem", default="16MB")
