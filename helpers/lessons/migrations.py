@@ -6,6 +6,7 @@ the Alembic version table); the lesson database's ``plays`` is only read.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -160,7 +161,8 @@ def alembic_demo(db: Any) -> AlembicDemo:
             cfg.attributes["metadata"] = _models(version)
             with db.engine.begin() as c:
                 cfg.attributes["connection"] = c
-                script = command.revision(cfg, message=msg, autogenerate=True, rev_id=rev)
+                with contextlib.redirect_stdout(io.StringIO()):  # "Generating <temp path> ... done"
+                    script = command.revision(cfg, message=msg, autogenerate=True, rev_id=rev)
             body = _body(Path(script.path))
             with db.engine.begin() as c:
                 cfg.attributes["connection"] = c
