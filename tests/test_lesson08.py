@@ -64,6 +64,7 @@ def test_plain_index_blocks_the_writer_concurrent_does_not(les):
     plain = l8.writer_during(les, les.conn, "CREATE INDEX mig_t_plain ON mig_plays (track_id, played_at)")
     conc = l8.writer_during(les, les.conn, "CREATE INDEX CONCURRENTLY mig_t_conc ON mig_plays (customer_id)")
     assert plain["error"] is None and conc["error"] is None
+    assert plain["lock"] == "ShareLock" and conc["lock"] == "ShareUpdateExclusiveLock"
     assert plain["rows_during"] <= 10   # only INSERTs in flight when the build started
     assert conc["rows_during"] >= 3
     les.run("DROP INDEX mig_t_plain, mig_t_conc")

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -357,14 +356,30 @@ class Writer:
 
 def writer_during(source: Any, conn: psycopg.Connection, sql: str, table: str = COPY) -> dict[str, Any]:
     """Run ``sql`` on ``conn`` while a :class:`Writer` inserts; return the writer's rows during it and around it."""
+    seen: set[str] = set()
+    stop = threading.Event()
+    monitor = connect_like(source, "pdw:08 monitor")
+
+    def watch() -> None:  # the DDL's own lock on the table, read from pg_locks while it runs
+        while not stop.is_set():
+            rows = monitor.execute("SELECT mode FROM pg_locks WHERE pid = %s AND relation = %s::regclass AND granted",
+                                   (conn.info.backend_pid, table)).fetchall()
+            seen.update(r[0] for r in rows)
+            time.sleep(0.005)  # polling interval only
+
+    watcher = threading.Thread(target=watch, daemon=True, name="pdw-lock-watch")
     with Writer(source, table) as w:
         t0 = time.monotonic()
+        watcher.start()
         error = None
         try:
             conn.execute(sql)
         except psycopg.Error as exc:
             error = f"{exc.sqlstate}: {exc.diag.message_primary}"
         t1 = time.monotonic()
+        stop.set()
+        watcher.join(10)
+        monitor.close()
         during = w.rows_between(t0, t1)
         # the writer's normal rate, measured for as long as the DDL took (at least 0.3 s)
         t2 = time.monotonic()
@@ -372,7 +387,9 @@ def writer_during(source: Any, conn: psycopg.Connection, sql: str, table: str = 
             time.sleep(0.01)
         after = w.rows_between(t2, time.monotonic())
         errors = list(w.errors)
+    strongest = max(seen, key=LOCK_MODES.index) if seen else None
     return {"sql": sql, "seconds": t1 - t0, "rows_during": during, "rows_after": after, "error": error,
+            "lock": strongest,
             "writer_errors": errors}
 
 
@@ -425,7 +442,7 @@ def squawk(sql: str) -> list[tuple[int, str]]:
         proc = subprocess.run([exe, "--reporter", "json", str(path)], capture_output=True, text=True, timeout=60)
     found = json.loads(proc.stdout or "[]")
     # line numbers -> statement numbers
-    starts, n, line_of = [], 0, {}
+    line_of: dict[int, int] = {}
     lines = sql.splitlines()
     stmt = 1
     for i, line in enumerate(lines):
