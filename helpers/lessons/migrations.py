@@ -540,7 +540,8 @@ def _check_not_null(conn: psycopg.Connection, answer: Any) -> CheckResult:
         _setup_ex(conn)
         return CheckResult(False, wrong + " The table was set up again.")
     return CheckResult(True, f"plan is NOT NULL DEFAULT 'free' on all {rows:,} rows, without a rewrite or an UPDATE; "
-                             f"the writer inserted {stats['rows_during']:,} rows meanwhile.")
+                             f"the writer inserted {stats['rows_during']:,} rows meanwhile and never waited longer than "
+                             f"{stats['longest_gap'] * 1000:,.0f} ms.")
 
 
 register(Exercise(
