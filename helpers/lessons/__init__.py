@@ -14,6 +14,7 @@ notebook                    module
 ``05_query_patterns``       :mod:`~helpers.lessons.query_patterns`
 ``06_partitioning``         :mod:`~helpers.lessons.partitioning`
 ``07_transactions``         :mod:`~helpers.lessons.transactions`
+``08_migrations``           :mod:`~helpers.lessons.migrations`
 ``09_monitoring``           :mod:`~helpers.lessons.monitoring`
 ``10_patterns``             :mod:`~helpers.lessons.patterns`
 ``12_backup_restore``       :mod:`~helpers.lessons.backup`
@@ -34,6 +35,7 @@ MODULES = {
     "05_query_patterns": "query_patterns",
     "06_partitioning": "partitioning",
     "07_transactions": "transactions",
+    "08_migrations": "migrations",
     "09_monitoring": "monitoring",
     "10_patterns": "patterns",
     "12_backup_restore": "backup",
