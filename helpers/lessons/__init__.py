@@ -16,6 +16,7 @@ notebook                    module
 ``07_transactions``         :mod:`~helpers.lessons.transactions`
 ``09_monitoring``           :mod:`~helpers.lessons.monitoring`
 ``10_patterns``             :mod:`~helpers.lessons.patterns`
+``11_scaling``              :mod:`~helpers.lessons.scaling`
 ``12_backup_restore``       :mod:`~helpers.lessons.backup`
 ``13_design_checklist``     :mod:`~helpers.lessons.checklist`
 ==========================  =====================================
@@ -36,6 +37,7 @@ MODULES = {
     "07_transactions": "transactions",
     "09_monitoring": "monitoring",
     "10_patterns": "patterns",
+    "11_scaling": "scaling",
     "12_backup_restore": "backup",
     "13_design_checklist": "checklist",
 }
