@@ -28,7 +28,7 @@ from helpers import private
 from helpers.core.errors import WorkbookError
 
 __all__ = ["STRATEGIES", "Result", "bench", "transaction_mode_breaks", "pool_sizing", "plot_pool_sizing",
-           "POOL_SETTINGS", "sqlalchemy_engine", "cores", "SORT_ROWS", "make_sort_table", "sort_with",
+           "POOL_SETTINGS", "make_work_table", "sqlalchemy_engine", "cores", "SORT_ROWS", "make_sort_table", "sort_with",
            "temp_files", "cache_cold_warm", "make_scan_table", "parallel_scan", "SETTINGS_FIRST"]
 
 QUERY = "SELECT 1"
@@ -51,6 +51,7 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int = 0
+    held: list[float] | None = None   # pool only: time each request held its connection (the query itself)
 
     @property
     def rate(self) -> float:
@@ -65,9 +66,11 @@ class Result:
         return statistics.median(self.latencies)
 
 
-def _run_clients(clients: int, per_client: int, one: Callable[[], None]) -> tuple[float, list[float], int]:
-    """``clients`` threads each run ``one()`` ``per_client`` times; wall time, every latency, errors."""
+def _run_clients(clients: int, per_client: int, one: Callable[[], Any]) -> tuple[float, list[float], int, list]:
+    """``clients`` threads each run ``one()`` ``per_client`` times; wall time, every latency, errors, and what
+    ``one()`` returned (when not None)."""
     lat: list[list[float]] = [[] for _ in range(clients)]
+    ret: list[list[Any]] = [[] for _ in range(clients)]
     errors = [0] * clients
     start = threading.Barrier(clients + 1)
 
@@ -76,7 +79,9 @@ def _run_clients(clients: int, per_client: int, one: Callable[[], None]) -> tupl
         for _ in range(per_client):
             t = time.perf_counter()
             try:
-                one()
+                x = one()
+                if x is not None:
+                    ret[i].append(x)
             except psycopg.Error:
                 errors[i] += 1
             lat[i].append(time.perf_counter() - t)
@@ -88,28 +93,33 @@ def _run_clients(clients: int, per_client: int, one: Callable[[], None]) -> tupl
     t0 = time.perf_counter()
     for t in threads:
         t.join(300)
-    return time.perf_counter() - t0, [x for part in lat for x in part], sum(errors)
+    return (time.perf_counter() - t0, [x for part in lat for x in part], sum(errors),
+            [x for part in ret for x in part])
 
 
 def bench(strategy: str, server: "private.PrivateServer", *, bouncer: Any = None, clients: int = 8,
-          per_client: int = 100, pool_size: int = 4, query: str = QUERY) -> Result:
+          per_client: int = 100, pool_size: int = 4, query: str = QUERY, serial: bool = False) -> Result:
     """``clients`` threads each send ``per_client`` requests (``query`` in its own transaction) with one strategy."""
     if strategy == "connect per request":
         def one() -> None:
             with psycopg.connect(server.dsn(), autocommit=True) as conn:
                 conn.execute(query).fetchall()
-        secs, lat, err = _run_clients(clients, per_client, one)
+        secs, lat, err, _ = _run_clients(clients, per_client, one)
     elif strategy == "psycopg_pool":
         from psycopg_pool import ConnectionPool
 
         with ConnectionPool(server.dsn(), min_size=pool_size, max_size=pool_size, open=True,
-                            kwargs={"autocommit": True}) as pool:
+                            kwargs={"autocommit": True, **({"options": "-c max_parallel_workers_per_gather=0"}
+                                                           if serial else {})}) as pool:
             pool.wait(30)
 
             def one() -> None:
                 with pool.connection() as conn:
+                    t = time.perf_counter()
                     conn.execute(query).fetchall()
-            secs, lat, err = _run_clients(clients, per_client, one)
+                    return time.perf_counter() - t
+            secs, lat, err, held = _run_clients(clients, per_client, one)
+        return Result(strategy, clients, clients * per_client, secs, lat, err, held)
     elif strategy == STRATEGIES[2]:
         if bouncer is None:
             raise WorkbookError("Pass bouncer=pgbouncer.start(server) to measure through PgBouncer.")
@@ -117,7 +127,7 @@ def bench(strategy: str, server: "private.PrivateServer", *, bouncer: Any = None
         def one() -> None:
             with psycopg.connect(bouncer.dsn(), autocommit=True, prepare_threshold=None) as conn:
                 conn.execute(query).fetchall()
-        secs, lat, err = _run_clients(clients, per_client, one)
+        secs, lat, err, _ = _run_clients(clients, per_client, one)
     else:
         raise WorkbookError(f"Unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}.")
     return Result(strategy, clients, clients * per_client, secs, lat, err)
@@ -158,17 +168,27 @@ def transaction_mode_breaks(bouncer: Any, dbname: str = "one") -> dict[str, Any]
 
 # ---------------------------------------------------------------- pool sizing
 
-WORK_QUERY = "SELECT sum(g) FROM generate_series(1, 40000) AS g"  # a few ms of CPU on the server
+WORK_QUERY = "SELECT count(*), sum(id) FROM pool_work WHERE id % 7 = 3"  # ms of CPU, pages in shared_buffers
+
+
+def make_work_table(server: "private.PrivateServer", rows: int = 200_000) -> None:
+    """The table :func:`pool_sizing`'s query scans (small enough to stay in shared_buffers: pure CPU work)."""
+    server.sql("DROP TABLE IF EXISTS pool_work")
+    server.sql(f"CREATE TABLE pool_work AS SELECT g AS id FROM generate_series(1, {int(rows)}) g")
+    server.sql("VACUUM ANALYZE pool_work")
+    server.sql("SELECT count(*) FROM pool_work")  # load it into shared_buffers
 
 
 def pool_sizing(server: "private.PrivateServer", sizes=(1, 2, 4, 8, 16), *, clients: int = 16,
                 per_client: int = 15, query: str = WORK_QUERY) -> pd.DataFrame:
     """Throughput and latency of ``clients`` threads sharing a ``psycopg_pool`` pool of each size."""
+    make_work_table(server)
     rows = []
     for size in sizes:
-        r = bench("psycopg_pool", server, clients=clients, per_client=per_client, pool_size=size, query=query)
+        r = bench("psycopg_pool", server, clients=clients, per_client=per_client, pool_size=size, query=query,
+                  serial=True)
         rows.append({"pool size": size, "requests/s": r.rate, "p50 ms": r.p50 * 1000, "p95 ms": r.p95 * 1000,
-                     "errors": r.errors})
+                     "query ms": statistics.median(r.held) * 1000, "errors": r.errors})
     return pd.DataFrame(rows).set_index("pool size")
 
 
@@ -183,8 +203,10 @@ def plot_pool_sizing(df: pd.DataFrame, ncores: int):
     ax1.set_ylabel("requests/s", color="tab:blue")
     ax1.set_ylim(bottom=0)
     ax2 = ax1.twinx()
-    ax2.plot(df.index, df["p95 ms"], "s--", color="tab:red", label="p95 latency")
-    ax2.set_ylabel("p95 latency (ms)", color="tab:red")
+    ax2.plot(df.index, df["p95 ms"], "s--", color="tab:red", label="p95 latency (with the wait for a connection)")
+    ax2.plot(df.index, df["query ms"], "^:", color="tab:orange", label="median time of the query itself")
+    ax2.set_ylabel("ms", color="tab:red")
+    ax2.legend(loc="upper center", fontsize=8)
     ax2.set_ylim(bottom=0)
     ax1.axvline(ncores, color="grey", lw=1, ls=":")
     ax1.text(ncores, 0, f" {ncores} cores", color="grey", va="bottom")
