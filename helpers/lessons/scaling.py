@@ -351,7 +351,7 @@ def parallel_scan(server: "private.PrivateServer", workers: int, repeat: int = 3
 
 #: What to look at first when one server must do more (the measured ones are measured in this lesson).
 SETTINGS_FIRST = pd.DataFrame([
-    ("connections (a pool / PgBouncer)", "max_connections, pool size", "measured above: pool ≈ a few × cores"),
+    ("connections (a pool / PgBouncer)", "max_connections, pool size", "measured above (pool sizing)"),
     ("shared_buffers", "the docs: start near 25% of RAM", "cold vs warm measured above"),
     ("work_mem", "per sort/hash node, per connection", "spill vs in-memory measured above"),
     ("max_parallel_workers_per_gather", "big scans and aggregates", "measured below"),
