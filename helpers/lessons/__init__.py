@@ -17,6 +17,7 @@ notebook                    module
 ``08_migrations``           :mod:`~helpers.lessons.migrations`
 ``09_monitoring``           :mod:`~helpers.lessons.monitoring`
 ``10_patterns``             :mod:`~helpers.lessons.patterns`
+``11_scaling``              :mod:`~helpers.lessons.scaling`
 ``12_backup_restore``       :mod:`~helpers.lessons.backup`
 ``13_design_checklist``     :mod:`~helpers.lessons.checklist`
 ==========================  =====================================
@@ -38,6 +39,7 @@ MODULES = {
     "08_migrations": "migrations",
     "09_monitoring": "monitoring",
     "10_patterns": "patterns",
+    "11_scaling": "scaling",
     "12_backup_restore": "backup",
     "13_design_checklist": "checklist",
 }
