@@ -128,3 +128,56 @@ def test_delayed_connection(scratch):
         assert time.perf_counter() - t0 >= 0.005
         assert proxy.messages_up == before + 1
     assert not proxy.running
+
+
+# ------------------------------------------------------------------ process=True: the proxy in a process of its own
+
+def test_process_proxy_delays_counts_and_stops(scratch):
+    with delayed_engine(scratch, delay_ms=5, process=True) as engine:
+        proxy = engine.proxy
+        child = proxy._child
+        assert child is not None and child.is_alive() and child.pid != threading.get_native_id()
+        times = _select1_times(engine, repeat=8)
+        assert proxy.connections == 1 and proxy.running
+        assert proxy.bytes_up > 0 and proxy.bytes_down > 0 and proxy.messages_up >= 9
+        port = proxy.port
+    assert min(times) >= 0.005, f"fastest SELECT 1 took {min(times) * 1000:.2f} ms"
+    # Two-sided: in its own process the proxy does not wait for the client's interpreter lock.
+    assert statistics.median(times) < 0.005 + 0.004, f"median {statistics.median(times) * 1000:.2f} ms at 5 ms"
+    assert not proxy.running and not child.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    proxy.stop()  # a second stop is harmless
+
+
+def test_process_proxy_round_trip_while_the_client_holds_the_gil(scratch):
+    """A busy client thread (pure Python, holding the GIL) slows a thread-mode proxy's trips, not a process's."""
+    stop = threading.Event()
+
+    def spin():
+        x = 0
+        while not stop.is_set():
+            x += 1
+
+    busy = threading.Thread(target=spin, daemon=True)
+    busy.start()
+    try:
+        with delayed_engine(scratch, delay_ms=1, process=True) as engine:
+            med = statistics.median(_select1_times(engine, repeat=10))
+    finally:
+        stop.set()
+        busy.join()
+    assert med < 0.02, f"SELECT 1 through a 1 ms proxy process took {med * 1000:.2f} ms with a busy client"
+
+
+def test_delayed_connection_in_a_process(scratch):
+    from helpers.latency import delayed_connection
+
+    with delayed_connection(scratch, 2, process=True) as (conn, proxy):
+        conn.execute("SELECT 1")
+        before = proxy.messages_up
+        t0 = time.perf_counter()
+        assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
+        assert time.perf_counter() - t0 >= 0.002
+        assert proxy.messages_up == before + 1
+    assert not proxy.running
