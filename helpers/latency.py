@@ -22,20 +22,26 @@ The proxy listens on 127.0.0.1 only, on a free port the OS picks, forwards to th
 By default the proxy's threads run in the caller's process. Python threads share one interpreter lock,
 so while the client (psycopg, the ORM) is busy the proxy's threads wait for it, and a round trip costs
 noticeably more than ``delay_ms`` (lesson 04 measured ~9.6 ms per trip at 5 ms). ``process=True`` runs
-the proxy in a process of its own (``multiprocessing``, spawned), so its threads never wait for the
-client's: the per-trip cost comes close to ``delay_ms`` plus the loopback hops. The process is a daemon
-(it cannot outlive the caller), is stopped with the ``with`` block, and is killed if it does not stop
-within a few seconds. The counters live in shared memory, so they read the same in both modes.
+the proxy in a Python process of its own, so its threads never wait for the client's: the per-trip
+cost comes close to ``delay_ms`` plus the loopback hops. The process stops when its stdin closes (at the
+end of the ``with`` block, or when the caller dies), and is terminated if it does not stop within a few
+seconds. The counters live in a small shared memory map, so they read the same in both modes.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
-import multiprocessing
+import mmap
+import os
+import select
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import weakref
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -138,25 +144,41 @@ class LatencyProxy:
         return self
 
     def _start_process(self) -> "LatencyProxy":
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs threads (a kernel does)
-        stats = ctx.RawArray("q", 4)
-        stop = ctx.Event()
-        here, there = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_serve_in_child, args=(self.upstream, self.delay_ms, stats, stop, there),
-                            name="latency-proxy", daemon=True)
-        child.start()
-        there.close()
-        self._stats, self._child, self._child_stop = stats, child, stop
-        self._finalizer = weakref.finalize(self, _end_child, child, stop)
+        # A child Python process (not multiprocessing: its "spawn" re-imports the caller's main script, which a
+        # script without an ``if __name__ == "__main__"`` guard does not survive). The counters are a small
+        # memory-mapped file both processes map; the child stops when its stdin closes, so it cannot outlive us.
+        fd, path = tempfile.mkstemp(prefix="pdw-latency-")
         try:
-            if not here.poll(30):
-                raise RuntimeError("The latency proxy process did not start within 30 s.")
-            self.port = here.recv()
+            os.write(fd, bytes(8 * 4))
+            self._mmap = mmap.mmap(fd, 8 * 4)
+        finally:
+            os.close(fd)
+        self._stats = memoryview(self._mmap).cast("q")
+        family, address = self.upstream
+        where = ["unix", address] if family == socket.AF_UNIX else ["inet", address[0], str(address[1])]
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        try:
+            child = subprocess.Popen([sys.executable, "-m", "helpers.latency", path, repr(self.delay_ms), *where],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root)
+        except BaseException:
+            os.unlink(path)
+            raise
+        self._child = child
+        self._finalizer = weakref.finalize(self, _end_child, child)
+        try:
+            ready, _, _ = select.select([child.stdout], [], [], 30)
+            line = child.stdout.readline() if ready else b""
+            if not line.strip().isdigit():
+                raise RuntimeError("The latency proxy process did not start within 30 s"
+                                   + (f" (exit code {child.poll()})." if child.poll() is not None else "."))
+            self.port = int(line)
         except BaseException:
             self.stop()
             raise
         finally:
-            here.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # both processes have it mapped; the name is no longer needed
         return self
 
     def stop(self) -> None:
@@ -164,6 +186,8 @@ class LatencyProxy:
         if self._child is not None:
             if self._finalizer is not None:
                 self._finalizer()  # stops the process once, even if stop() is called again
+            self._stats = list(self._stats)  # keep the last counts readable
+            self._stats[3] = 0
             self._child = None
             self._stopping.set()
             return
@@ -191,7 +215,7 @@ class LatencyProxy:
     @property
     def running(self) -> bool:
         if self._child is not None:
-            return self._child.is_alive() and not self._stopping.is_set()
+            return self._child.poll() is None and not self._stopping.is_set()
         return self._listener is not None and not self._stopping.is_set()
 
     @property
@@ -309,28 +333,37 @@ class LatencyProxy:
                 s.close()
 
 
-def _serve_in_child(upstream: tuple[int, Any], delay_ms: float, stats: Any, stop: Any, pipe: Any) -> None:
-    """The proxy process: run a thread-mode proxy writing its counters to shared memory until told to stop."""
-    proxy = LatencyProxy(upstream, delay_ms, _stats=stats)
+def _end_child(child: Any) -> None:
+    """Stop the proxy process: close its stdin (it stops), then terminate, then kill (each with a timeout)."""
+    with contextlib.suppress(OSError):
+        child.stdin.close()
+    for step in (None, child.terminate, child.kill):
+        if step is not None:
+            step()
+        try:
+            child.wait(5 if step is None else 2)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(OSError):
+        child.stdout.close()
+
+
+def _child_main(argv: list[str]) -> None:
+    """The proxy process (``python -m helpers.latency STATSFILE DELAY_MS unix PATH | inet HOST PORT``)."""
+    path, delay_ms, kind, *where = argv
+    upstream = (socket.AF_UNIX, where[0]) if kind == "unix" else (socket.AF_INET, (where[0], int(where[1])))
+    with open(path, "r+b") as fh:
+        mm = mmap.mmap(fh.fileno(), 8 * 4)
+    proxy = LatencyProxy(upstream, float(delay_ms), _stats=memoryview(mm).cast("q"))
     proxy.start()
-    pipe.send(proxy.port)
-    pipe.close()
+    sys.stdout.write(f"{proxy.port}\n")
+    sys.stdout.flush()
     try:
-        stop.wait()
+        while sys.stdin.buffer.read(4096):  # until the parent closes our stdin (or dies)
+            pass
     finally:
         proxy.stop()
-
-
-def _end_child(child: Any, stop: Any) -> None:
-    """Stop the proxy process: ask, then terminate, then kill (each with a timeout)."""
-    stop.set()
-    child.join(5)
-    if child.is_alive():
-        child.terminate()
-        child.join(2)
-    if child.is_alive():
-        child.kill()
-        child.join(2)
 
 
 def proxy_url(lesson: Any, port: int) -> Any:
@@ -398,3 +431,7 @@ def delayed_connection(lesson: Any, delay_ms: float, *, autocommit: bool = True,
             yield conn, proxy
         finally:
             conn.close()
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])
