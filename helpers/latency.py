@@ -21,7 +21,7 @@ The proxy listens on 127.0.0.1 only, on a free port the OS picks, forwards to th
 
 By default the proxy's threads run in the caller's process. Python threads share one interpreter lock,
 so while the client (psycopg, the ORM) is busy the proxy's threads wait for it, and a round trip costs
-noticeably more than ``delay_ms`` (lesson 04 measured ~9.6 ms per trip at 5 ms). ``process=True`` runs
+noticeably more than ``delay_ms`` (a review of lesson 04 saw ~9.6 ms per trip at 5 ms). ``process=True`` runs
 the proxy in a Python process of its own, so its threads never wait for the client's: the per-trip
 cost comes close to ``delay_ms`` plus the loopback hops. The process stops when its stdin closes (at the
 end of the ``with`` block, or when the caller dies), and is terminated if it does not stop within a few
