@@ -213,7 +213,7 @@ def test_latency_model_arithmetic():
     from helpers.lessons.n_plus_one import LatencyRun, latency_model
 
     def run(delay, name, median, trips, trip_s):
-        r = SimpleNamespace(name=name, median=median)
+        r = SimpleNamespace(name=name, median=median * 1.1, best=median)
         return LatencyRun(delay, r, trips, trip_s)  # type: ignore[arg-type]
 
     runs = [run(0, "lazy", 0.050, 125, 0.0002), run(5, "lazy", 0.700, 125, 0.0052)]

@@ -552,9 +552,10 @@ class LatencyModel:
 
 
 def latency_model(runs: list[LatencyRun]) -> list[LatencyModel]:
-    """The model of lesson 04 §6, for every variant and delay > 0, from the runs themselves (medians).
+    """The model of lesson 04 §6, for every variant and delay > 0, from the runs themselves (fastest runs).
 
-    Base: the variant's median at 0 ms added delay (client work, server work, loopback trips through the proxy).
+    Base: the variant's fastest run at 0 ms added delay (client work, server work, loopback trips through the proxy).
+    Fastest runs, not medians: on a shared machine they are the least disturbed, on both sides of the comparison.
     Each round trip then costs what ``SELECT 1`` measured it costs more at that delay than at 0 ms.
     """
     by = {(r.delay_ms, r.run.name): r for r in runs}
@@ -565,8 +566,8 @@ def latency_model(runs: list[LatencyRun]) -> list[LatencyModel]:
             continue
         zero = by[0, r.run.name]
         added = r.trip_s - base_trip[r.run.name]
-        predicted = zero.run.median + r.round_trips * added
-        out.append(LatencyModel(r.run.name, r.delay_ms, r.round_trips, added, predicted, r.run.median))
+        predicted = zero.run.best + r.round_trips * added
+        out.append(LatencyModel(r.run.name, r.delay_ms, r.round_trips, added, predicted, r.run.best))
     return out
 
 
