@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import psycopg
+from sqlalchemy import Delete, Insert, Update, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from helpers import private
 from helpers.core.errors import WorkbookError
@@ -238,62 +241,48 @@ def router(primary_url: str, replica_url: str) -> tuple[Any, Any, Any]:
     """Two engines and a ``sessionmaker`` of :class:`RoutingSession` that sends writes (and anything in a
     ``session.use_primary()`` block) to the primary and other reads to the replica; returns (primary, replica,
     Session)."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
-
-    kw = {"poolclass": __import__("sqlalchemy.pool", fromlist=["NullPool"]).NullPool}
-    p = create_engine(primary_url.replace("postgresql://", "postgresql+psycopg://", 1), **kw)
-    r = create_engine(replica_url.replace("postgresql://", "postgresql+psycopg://", 1), **kw)
+    p = create_engine(primary_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
+    r = create_engine(replica_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
     return p, r, sessionmaker(class_=RoutingSession, engines={"primary": p, "replica": r})
 
 
-def _routing_session() -> type:
-    from sqlalchemy import Delete, Insert, Update
-    from sqlalchemy.orm import Session
+class RoutingSession(Session):
+    """A SQLAlchemy session over two engines: flushes and INSERT/UPDATE/DELETE statements go to
+    ``engines['primary']``, and so does everything after them until the transaction ends (it must see its own
+    writes) and everything inside ``use_primary()``; other reads go to ``engines['replica']``. ``routed`` lists
+    the engine each statement was sent to. (SQLAlchemy asks ``get_bind`` for every statement; see its
+    "Partitioning Strategies" / custom vertical partitioning docs.)"""
 
-    class _RoutingSession(Session):
-        """Writes and flushes go to ``engines['primary']``; other statements to ``engines['replica']``, unless
-        inside ``use_primary()`` (read-your-writes) or after this transaction wrote (it stays on the primary)."""
+    def __init__(self, *args: Any, engines: dict, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.engines = engines
+        self.routed: list[str] = []
+        self._force_primary = 0
+        self._wrote = False
 
-        def __init__(self, *args: Any, engines: dict, **kw: Any) -> None:
-            super().__init__(*args, **kw)
-            self.engines = engines
-            self.routed: list[str] = []
-            self._force_primary = 0
-            self._wrote = False
+    def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
+        writing = self._flushing or isinstance(clause, (Insert, Update, Delete))
+        self._wrote = self._wrote or writing
+        name = "primary" if (writing or self._force_primary or self._wrote) else "replica"
+        self.routed.append(name)
+        return self.engines[name]
 
-        def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
-            writing = self._flushing or isinstance(clause, (Insert, Update, Delete))
-            self._wrote = self._wrote or writing
-            name = "primary" if (writing or self._force_primary or self._wrote) else "replica"
-            self.routed.append(name)
-            return self.engines[name]
+    @contextlib.contextmanager
+    def use_primary(self) -> Iterator[None]:
+        """Reads inside the block go to the primary (read-your-writes for a request that just wrote)."""
+        self._force_primary += 1
+        try:
+            yield
+        finally:
+            self._force_primary -= 1
 
-        @contextlib.contextmanager
-        def use_primary(self) -> Iterator[None]:
-            self._force_primary += 1
-            try:
-                yield
-            finally:
-                self._force_primary -= 1
+    def commit(self) -> None:
+        super().commit()
+        self._wrote = False
 
-        def commit(self) -> None:
-            super().commit()
-            self._wrote = False
-
-        def rollback(self) -> None:
-            super().rollback()
-            self._wrote = False
-
-    return _RoutingSession
-
-
-def __getattr__(name: str) -> Any:  # RoutingSession is built on first use (SQLAlchemy imported lazily)
-    if name == "RoutingSession":
-        cls = _routing_session()
-        globals()["RoutingSession"] = cls
-        return cls
-    raise AttributeError(name)
+    def rollback(self) -> None:
+        super().rollback()
+        self._wrote = False
 
 
 # ---------------------------------------------------------------- sharding with postgres_fdw

@@ -1,0 +1,338 @@
+"""Lesson 11, part B (scaling out): read replicas, read-your-writes, routing, promotion, sharding.
+
+Written to be appended to :mod:`helpers.lessons.scaling`. Everything runs on private servers
+(:mod:`helpers.replicas`), whatever server the lesson database is on.
+
+* :func:`stale_read`, :func:`commit_latency`, :func:`routing_demo`, :func:`promotion_demo`,
+  :func:`global_unique_violation`: the notebook's measured steps.
+* Exercises ``11.read_your_writes`` and ``11.route_shard`` (solutions in
+  :mod:`helpers.lessons.solutions.scaling_partb`).
+"""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Any, Callable
+
+import psycopg
+from sqlalchemy import String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from helpers import private, replicas
+from helpers.core.errors import WorkbookError
+from helpers.exercises import CheckResult, Exercise, register
+from helpers.timing import as_connection
+
+__all__ = ["stale_read", "commit_latency", "routing_demo", "promotion_demo", "global_unique_violation",
+           "exercise_pair", "exercise_cluster", "naive_read_after_write", "EX_CUSTOMER"]
+
+
+# ---------------------------------------------------------------- read-your-writes
+
+def stale_read(pair: replicas.Pair, note: str = "order 1") -> dict:
+    """Commit a row on the primary while the standby's replay is paused, read it on the standby at once (missed),
+    then resume and read again after waiting for the commit's LSN (seen). Deterministic: the pause, not timing,
+    makes the first read stale."""
+    pair.primary.sql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)")
+    replicas.wait_for_lsn(pair.standby, replicas.current_lsn(pair.primary))  # the table exists on the standby
+    with replicas.paused(pair.standby):
+        lsn = replicas.write(pair.primary, "INSERT INTO notes (body) VALUES (%s)", (note,))
+        on_primary = pair.primary.scalar("SELECT count(*) FROM notes WHERE body = %s", (note,))
+        on_standby = pair.standby.scalar("SELECT count(*) FROM notes WHERE body = %s", (note,))
+        received = bool(pair.standby.scalar("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", (lsn,)))
+    waited = replicas.wait_for_lsn(pair.standby, lsn)
+    after = pair.standby.scalar("SELECT count(*) FROM notes WHERE body = %s", (note,))
+    return {"commit_lsn": lsn, "on_primary": on_primary, "on_standby_at_once": on_standby,
+            "wal_received_while_paused": received, "on_standby_after_wait": after, "wait_s": waited}
+
+
+def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
+    """Median commit time of ``n`` single-row inserts with ``synchronous_commit`` local (the standby is not waited
+    for) and ``remote_apply`` (the standby named in ``synchronous_standby_names`` has applied it), and whether the
+    standby saw each row right after the commit returned."""
+    pair.primary.sql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)")
+    out: dict = {}
+    replicas.set_sync(pair.primary, pair.standby.name)
+    try:
+        with pair.primary.connect() as p, pair.standby.connect() as s:
+            for mode in ("local", "remote_apply", "local", "remote_apply"):  # interleaved: load hits both alike
+                p.execute(f"SET synchronous_commit = {mode}")
+                times, seen = out.setdefault(mode, ([], []))
+                for i in range(n // 2):
+                    body = f"{mode} {len(times)} {time.time_ns()}"
+                    t0 = time.perf_counter()
+                    p.execute("INSERT INTO notes (body) VALUES (%s)", (body,))
+                    times.append(time.perf_counter() - t0)
+                    seen.append(s.execute("SELECT count(*) FROM notes WHERE body = %s", (body,)).fetchone()[0])
+            # the mechanism, shown without a stopwatch race: with the standby's replay paused for `pause` seconds,
+            # a remote_apply commit cannot return before the standby resumes and applies it
+            pause = 0.3
+            replicas.pause_replay(pair.standby)
+            timer = threading.Timer(pause, lambda: replicas.resume_replay(pair.standby))
+            t0 = time.perf_counter()
+            timer.start()
+            p.execute("INSERT INTO notes (body) VALUES ('while paused')")
+            blocked = time.perf_counter() - t0
+            timer.join()
+    finally:
+        replicas.resume_replay(pair.standby)
+        replicas.set_sync(pair.primary, None)
+    res = {mode: {"median_s": statistics.median(t), "seen": sum(x == 1 for x in v), "n": len(t)}
+           for mode, (t, v) in out.items()}
+    res["paused"] = {"pause_s": pause, "commit_s": blocked}
+    return res
+
+
+def naive_read_after_write(primary: private.PrivateServer, standby: private.PrivateServer, note: str) -> Any:
+    """The buggy pattern: commit on the primary, read the row back from the standby at once."""
+    with primary.connect() as p:
+        p.execute("INSERT INTO ex_orders (note) VALUES (%s)", (note,))
+    with standby.connect() as s:
+        row = s.execute("SELECT note FROM ex_orders WHERE note = %s", (note,)).fetchone()
+    return row[0] if row else None
+
+
+# ---------------------------------------------------------------- routing in SQLAlchemy
+
+def routing_demo(pair: replicas.Pair) -> dict:
+    """An ORM model on the pair, one RoutingSession: which engine each step used, and what the reads saw."""
+    class Base(DeclarativeBase):
+        pass
+
+    class Note(Base):
+        __tablename__ = "routed_notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str] = mapped_column(String(100))
+
+    primary_engine, replica_engine, Session = replicas.router(pair.primary.url, pair.standby.url)
+    Base.metadata.create_all(primary_engine)
+    replicas.wait_for_lsn(pair.standby, replicas.current_lsn(pair.primary))
+    steps = []
+    try:
+        with replicas.paused(pair.standby), Session() as session:
+            session.add(Note(id=1, body="routed"))
+            session.commit()
+            steps.append(("add + commit (flush)", session.routed[-1], None))
+            seen = session.scalars(select(Note.body).where(Note.id == 1)).all()
+            steps.append(("select after the commit", session.routed[-1], len(seen)))
+            with session.use_primary():
+                seen = session.scalars(select(Note.body).where(Note.id == 1)).all()
+            steps.append(("select in use_primary()", session.routed[-1], len(seen)))
+            session.commit()
+    finally:
+        primary_engine.dispose()
+        replica_engine.dispose()
+    return {"steps": steps}
+
+
+# ---------------------------------------------------------------- promotion
+
+def promotion_demo(pair: replicas.Pair) -> dict:
+    """Promote the standby: before/after ``pg_is_in_recovery()``, the time ``pg_promote`` took, that it then
+    accepts a write, and that the old primary (still running: nobody fenced it) accepts one too (split brain)."""
+    before = pair.standby.scalar("SELECT pg_is_in_recovery()")
+    try:
+        pair.standby.sql("CREATE TABLE refused (x int)")
+        refused = False
+    except psycopg.errors.ReadOnlySqlTransaction:
+        refused = True
+    seconds = replicas.promote(pair.standby)
+    after = pair.standby.scalar("SELECT pg_is_in_recovery()")
+    pair.standby.sql("CREATE TABLE written_after_promotion (x int)")
+    pair.primary.sql("CREATE TABLE written_on_old_primary (x int)")
+    diverged = (pair.standby.scalar("SELECT to_regclass('written_on_old_primary') IS NULL")
+                and pair.primary.scalar("SELECT to_regclass('written_after_promotion') IS NULL"))
+    standbys_left = len(replicas.replication(pair.primary))
+    return {"in_recovery_before": before, "write_refused_before": refused, "promote_s": seconds,
+            "in_recovery_after": after, "diverged": diverged, "old_primary_standbys": standbys_left}
+
+
+# ---------------------------------------------------------------- sharding: a constraint no shard can enforce
+
+def global_unique_violation(cluster: replicas.ShardCluster) -> dict:
+    """Try a unique index on order_id on the coordinator (refused), then insert an order_id that already exists
+    for a customer on the other shard: each shard's primary key (customer_id, order_id) is satisfied, yet
+    order_id is no longer unique across the shards."""
+    with cluster.coordinator.connect() as c:
+        try:
+            c.execute("CREATE UNIQUE INDEX ON orders (order_id)")
+            refused = None
+        except psycopg.Error as exc:
+            refused = exc.diag.message_primary
+        owner = c.execute("SELECT customer_id FROM orders WHERE order_id = 1").fetchone()[0]
+        owner_shard = replicas.shard_of(cluster, owner)
+        other = next(cid for cid in range(1, 1000) if replicas.shard_of(cluster, cid) != owner_shard)
+        c.execute("INSERT INTO orders VALUES (1, %s, now(), 1.00)", (other,))
+        copies = c.execute("SELECT count(*) FROM orders WHERE order_id = 1").fetchone()[0]
+        c.execute("DELETE FROM orders WHERE order_id = 1 AND customer_id = %s", (other,))
+    return {"unique_index_refused": refused, "copies_of_order_1": copies, "shards": sorted({owner_shard,
+            replicas.shard_of(cluster, other)})}
+
+
+# ---------------------------------------------------------------- exercise 11.read_your_writes
+
+_PAIRS: dict[str, replicas.Pair] = {}
+
+
+def exercise_pair(db: Any) -> replicas.Pair:
+    """The primary + standby of exercise 11.read_your_writes (made by its setup)."""
+    conn = as_connection(db)
+    p = _PAIRS.get(conn.info.dbname)
+    if p is None or p.primary.stopped:
+        raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
+    return p
+
+
+def _setup_ryw(conn: psycopg.Connection) -> None:
+    old = _PAIRS.pop(conn.info.dbname, None)
+    if old is not None:
+        old.stop()
+    p = replicas.pair("ex11_primary", "ex11_standby")
+    p.primary.sql("CREATE TABLE ex_orders (id serial PRIMARY KEY, note text NOT NULL)")
+    replicas.wait_for_lsn(p.standby, replicas.current_lsn(p.primary))
+    _PAIRS[conn.info.dbname] = p
+
+
+def _run_with_lag(p: replicas.Pair, fn: Callable, note: str, lag: float) -> tuple[Any, float, str | None]:
+    """Call fn(primary, standby, note) with the standby's replay paused, resumed ``lag`` seconds later."""
+    replicas.pause_replay(p.standby)
+    timer = threading.Timer(lag, lambda: replicas.resume_replay(p.standby))
+    result: dict = {}
+
+    def call() -> None:
+        try:
+            result["value"] = fn(p.primary, p.standby, note)
+        except Exception as exc:  # noqa: BLE001 - reported in one sentence
+            result["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+    t0 = time.perf_counter()
+    timer.start()
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(lag + 20)
+    took = time.perf_counter() - t0
+    timer.join()
+    replicas.resume_replay(p.standby)
+    if worker.is_alive():
+        return None, took, "your function did not return within 20 s of the standby catching up"
+    return result.get("value"), took, result.get("error")
+
+
+def _check_ryw(conn: psycopg.Connection, answer: Any) -> CheckResult:
+    p = _PAIRS.get(conn.info.dbname)
+    if p is None or p.primary.stopped:
+        return CheckResult(False, "Run the exercise's setup cell first (ex.setup(db)).")
+    outcomes = []
+    for i, lag in enumerate((0.2, 1.5)):
+        note = f"check {time.time_ns()} {i}"
+        value, took, error = _run_with_lag(p, answer, note, lag)
+        if error:
+            return CheckResult(False, f"Your function failed: {error}.")
+        written = p.primary.scalar("SELECT count(*) FROM ex_orders WHERE note = %s", (note,))
+        if written != 1:
+            return CheckResult(False, f"The order was written {written} times on the primary, not once: keep the "
+                                      "INSERT on the primary exactly as it is.")
+        outcomes.append((value == note, took, lag))
+    (short_ok, _, _), (long_ok, long_took, long_lag) = outcomes
+    if short_ok and long_ok:
+        if long_took > long_lag + 5:
+            return CheckResult(False, "The read saw the order, but only seconds after the standby had it: poll for "
+                                      "the commit's LSN instead of sleeping a fixed time.")
+        return CheckResult(True, "The read sees the order whether the standby is 0.2 s or 1.5 s behind. Waiting "
+                                 "for the commit's LSN keeps the read on the replica; reading from the primary "
+                                 "puts it back on the server you wanted to offload.")
+    if short_ok and not long_ok:
+        return CheckResult(False, "It worked with the standby 0.2 s behind and missed the order at 1.5 s: a fixed "
+                                  "pause is a guess about the lag. Wait until the standby has applied the commit "
+                                  "(its pg_last_wal_replay_lsn() reaches the primary's pg_current_wal_lsn() read "
+                                  "after the commit).")
+    return CheckResult(False, "The read ran before the standby had applied the commit, so it missed the order. "
+                              "Note the primary's pg_current_wal_lsn() after the commit and poll the standby's "
+                              "pg_last_wal_replay_lsn() (received WAL, pg_last_wal_receive_lsn(), is not yet "
+                              "applied), or send this read to the primary.")
+
+
+register(Exercise(
+    id="11.read_your_writes",
+    title="Make the read after the write consistent",
+    prompt=(
+        "pair = exercise_pair(db) is a primary and a streaming standby with a table ex_orders (id, note).\n"
+        "naive_read_after_write(primary, standby, note) inserts an order on the primary and reads it back from the\n"
+        "standby: when the standby lags, it returns None. Write a function with the same three parameters that\n"
+        "inserts the order on the primary and returns its note, read so that it is always there, whatever the lag.\n"
+        "The check calls it while the standby is 0.2 s and then 1.5 s behind."
+    ),
+    setup_fn=_setup_ryw,
+    checker=_check_ryw,
+    answer_kind=type(naive_read_after_write),
+    answer_hint="a function f(primary, standby, note) that returns the note",
+    lesson="11_scaling",
+))
+
+
+# ---------------------------------------------------------------- exercise 11.route_shard
+
+_CLUSTERS: dict[str, tuple[replicas.ShardCluster, int]] = {}
+
+
+def exercise_cluster(db: Any) -> replicas.ShardCluster:
+    """The coordinator and shards of exercise 11.route_shard (made by its setup)."""
+    conn = as_connection(db)
+    c = _CLUSTERS.get(conn.info.dbname)
+    if c is None or c[0].coordinator.stopped:
+        raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
+    return c[0]
+
+
+#: The customer of exercise 11.route_shard: an odd id whose hash sends it to shard0 (customer_id % 2 is wrong).
+EX_CUSTOMER = 43
+
+
+def _setup_route(conn: psycopg.Connection) -> None:
+    old = _CLUSTERS.pop(conn.info.dbname, None)
+    if old is not None:
+        old[0].stop()
+    cluster = replicas.shard_cluster(n_orders=2_000, n_customers=100)
+    _CLUSTERS[conn.info.dbname] = (cluster, EX_CUSTOMER)
+
+
+def _check_route(conn: psycopg.Connection, answer: Any) -> CheckResult:
+    c = _CLUSTERS.get(conn.info.dbname)
+    if c is None or c[0].coordinator.stopped:
+        return CheckResult(False, "Run the exercise's setup cell first (ex.setup(db)).")
+    cluster, customer = c
+    name = answer.name if isinstance(answer, private.PrivateServer) else str(answer).strip()
+    right = replicas.shard_of(cluster, customer)
+    if name == right:
+        n = cluster.shards[cluster.shard_names().index(right)].scalar(
+            f"SELECT count(*) FROM orders_{right} WHERE customer_id = %s", (customer,))
+        return CheckResult(True, f"{right} holds all {n} orders of customer {customer}: a query for this customer "
+                                 "goes to that shard alone.")
+    if name == "coordinator":
+        return CheckResult(False, "The coordinator stores no rows: its partitions are foreign tables. Which shard "
+                                  "does it send the query to?")
+    if name not in cluster.shard_names():
+        return CheckResult(False, f"Answer with a shard's name, one of {', '.join(cluster.shard_names())}.")
+    if name == f"shard{customer % len(cluster.shards)}":
+        return CheckResult(False, f"customer_id % {len(cluster.shards)} is not how hash partitioning routes: "
+                                  "PostgreSQL hashes the key first, then takes the remainder. Ask the coordinator "
+                                  "(EXPLAIN VERBOSE shows the Foreign Scan it keeps).")
+    return CheckResult(False, f"{name} holds no orders of customer {customer}; EXPLAIN VERBOSE on the coordinator "
+                              "shows which foreign partition the query keeps.")
+
+
+register(Exercise(
+    id="11.route_shard",
+    title="Route one customer's query to its shard",
+    prompt=(
+        f"cluster = exercise_cluster(db) is a coordinator and two shards (cluster.shards), orders hashed by\n"
+        f"customer_id. Which shard holds the orders of customer {EX_CUSTOMER}? Answer with its name ('shard0' or\n"
+        "'shard1') or the server itself, found from the coordinator, not by guessing."
+    ),
+    setup_fn=_setup_route,
+    checker=_check_route,
+    answer_kind=(str, private.PrivateServer),
+    answer_hint="a shard's name such as 'shard0', or one of cluster.shards",
+    lesson="11_scaling",
+))

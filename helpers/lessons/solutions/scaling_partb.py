@@ -1,0 +1,33 @@
+"""Reference solutions of lesson 11 part B's exercises (notebooks never import this; tests/test_replicas.py runs
+them). To be merged into helpers/lessons/solutions/scaling.py with the lesson module."""
+from __future__ import annotations
+
+import psycopg
+
+from helpers import replicas
+from helpers.lessons import scaling_partb as lesson
+from helpers.lessons.solutions import solution
+
+
+def read_your_writes(primary, standby, note):
+    """Commit on the primary, note the WAL position, wait until the standby has applied it, read there."""
+    with primary.connect() as p:
+        p.execute("INSERT INTO ex_orders (note) VALUES (%s)", (note,))
+        lsn = replicas.current_lsn(p)
+    replicas.wait_for_lsn(standby, lsn)
+    with standby.connect() as s:
+        row = s.execute("SELECT note FROM ex_orders WHERE note = %s", (note,)).fetchone()
+    return row[0] if row else None
+
+
+@solution("11.read_your_writes")
+def _read_your_writes(conn: psycopg.Connection):
+    return read_your_writes
+
+
+@solution("11.route_shard")
+def _route_shard(conn: psycopg.Connection) -> str:
+    cluster = lesson.exercise_cluster(conn)
+    plan = cluster.explain(f"SELECT * FROM orders WHERE customer_id = {int(lesson.EX_CUSTOMER)}")
+    scan = next(line for line in plan if "Foreign Scan on" in line)
+    return scan.split("public.orders_")[1].split()[0]
