@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import psycopg
+from psycopg.sql import SQL, Identifier, Literal
 from sqlalchemy import Delete, Insert, Update, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -322,7 +323,8 @@ class ShardCluster:
         return [r[0] for r in rows if not r[0].lstrip().startswith("Query Identifier")]
 
     def rows_per_shard(self, table: str = "orders") -> dict[str, int]:
-        return {s.name: int(s.scalar(f"SELECT count(*) FROM {table}_{s.name}")) for s in self.shards}
+        return {s.name: int(s.scalar(SQL("SELECT count(*) FROM {}").format(Identifier(f"{table}_{s.name}"))))
+                for s in self.shards}
 
     def shard_names(self) -> list[str]:
         return [s.name for s in self.shards]
@@ -339,7 +341,7 @@ def shard_cluster(n_orders: int = 20_000, n_customers: int = 500, names: Sequenc
     try:
         for name in names:
             srv = private.spawn(name)
-            srv.sql(SHARD_SCHEMA.format(name=f"orders_{name}"))
+            srv.sql(SHARD_SCHEMA.format(name=Identifier(f"orders_{name}").as_string()))
             shards.append(srv)
         coord = private.spawn("coordinator")
         with coord.connect() as c:
@@ -347,13 +349,14 @@ def shard_cluster(n_orders: int = 20_000, n_customers: int = 500, names: Sequenc
             c.execute("CREATE TABLE orders (order_id bigint NOT NULL, customer_id bigint NOT NULL, "
                       "ordered_at timestamptz NOT NULL, total numeric(10,2) NOT NULL) PARTITION BY HASH (customer_id)")
             for i, srv in enumerate(shards):
-                c.execute(f"CREATE SERVER {srv.name} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host "
-                          f"{psycopg.sql.quote(str(srv.socket_dir))}, port '{srv.port}', dbname 'postgres', "
-                          "async_capable 'true', batch_size '1000', fetch_size '10000')")
-                c.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {srv.name} OPTIONS (user 'postgres')")
-                c.execute(f"CREATE FOREIGN TABLE orders_{srv.name} PARTITION OF orders "
-                          f"FOR VALUES WITH (MODULUS {len(shards)}, REMAINDER {i}) "
-                          f"SERVER {srv.name} OPTIONS (table_name 'orders_{srv.name}')")
+                server, table = Identifier(srv.name), f"orders_{srv.name}"
+                c.execute(SQL("CREATE SERVER {} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host {}, port {}, "
+                              "dbname 'postgres', async_capable 'true', batch_size '1000', fetch_size '10000')")
+                          .format(server, Literal(str(srv.socket_dir)), Literal(str(srv.port))))
+                c.execute(SQL("CREATE USER MAPPING FOR CURRENT_USER SERVER {} OPTIONS (user 'postgres')").format(server))
+                c.execute(SQL("CREATE FOREIGN TABLE {} PARTITION OF orders FOR VALUES WITH (MODULUS {}, REMAINDER {}) "
+                              "SERVER {} OPTIONS (table_name {})")
+                          .format(Identifier(table), Literal(len(shards)), Literal(i), server, Literal(table)))
             c.execute("SELECT setseed(%s)", (1 / seed,))
             c.execute("""INSERT INTO orders
                          SELECT g, 1 + (g * 7919) %% %s, timestamptz '2026-01-01' + g * interval '1 minute',
