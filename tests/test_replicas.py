@@ -186,3 +186,11 @@ def test_killed_owner_of_a_pair_and_shards_leaves_no_postmaster():
         time.sleep(0.1)
     assert not any(r.exists() for r in roots), "a killed owner's private directories were left"
     assert not any(_postmasters_under(r) for r in roots), "a killed owner's postmaster was left"
+
+
+def test_without_the_embedded_binaries_a_pair_is_refused_in_one_sentence(monkeypatch):
+    monkeypatch.setattr(private, "available", lambda: "The embedded PostgreSQL binaries are not installed.")
+    with pytest.raises(replicas.WorkbookError, match=r"^The embedded PostgreSQL binaries are not installed\.$"):
+        replicas.pair("t11_none")
+    with pytest.raises(replicas.WorkbookError):
+        replicas.shard_cluster(n_orders=10)
