@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 
 import psycopg
 from psycopg.sql import SQL, Identifier, Literal
-from sqlalchemy import Delete, Insert, Update, create_engine
+from sqlalchemy import Delete, Insert, Select, TextClause, Update, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -190,10 +190,11 @@ def set_sync(primary: private.PrivateServer, standby_name: str | None, timeout: 
 
 
 def write_burst(primary: private.PrivateServer, rows: int = 200_000, sample_every: float = 0.002,
-                name: str = "standby") -> dict:
+                name: str = "standby", standby: private.PrivateServer | None = None) -> dict:
     """Insert ``rows`` rows on the primary (one statement, in its own thread) while sampling the standby's lag;
-    returns the WAL bytes written, the samples' maximum byte lag and ``replay_lag``, and how long the standby
-    took after the commit to apply everything."""
+    returns the WAL bytes written, the samples' maximum byte lag and ``replay_lag``, and how long after the commit
+    everything was applied: measured on ``standby`` itself (``pg_last_wal_replay_lsn()``) when it is given, else
+    as the primary saw it in ``pg_stat_replication.replay_lsn`` (the standby's feedback, a little later)."""
     primary.sql("CREATE TABLE IF NOT EXISTS burst (id bigint, payload text)")
     before = current_lsn(primary)
     done: dict = {}
@@ -216,6 +217,9 @@ def write_burst(primary: private.PrivateServer, rows: int = 200_000, sample_ever
             time.sleep(sample_every)
         t.join()
         wal = int(conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", (done["lsn"], before)).fetchone()[0])
+    if standby is not None:
+        return {"wal_bytes": wal, "max_lag_bytes": max_bytes, "max_replay_lag_s": max_time, "samples": samples,
+                "catch_up_s": wait_for_lsn(standby, done["lsn"], timeout=60), "lsn": done["lsn"]}
     catch_up = _poll(lambda: bool(primary.scalar(
         "SELECT coalesce(bool_and(replay_lsn >= %s::pg_lsn), false) FROM pg_stat_replication "
         "WHERE application_name = %s", (done["lsn"], name))), 60, "The standby did not catch up within 60 s.")
@@ -248,11 +252,13 @@ def router(primary_url: str, replica_url: str) -> tuple[Any, Any, Any]:
 
 
 class RoutingSession(Session):
-    """A SQLAlchemy session over two engines: flushes and INSERT/UPDATE/DELETE statements go to
-    ``engines['primary']``, and so does everything after them until the transaction ends (it must see its own
+    """A SQLAlchemy session over two engines: flushes, INSERT/UPDATE/DELETE statements, ``SELECT ... FOR UPDATE``
+    and raw ``text()`` SQL (it may write: ``UPDATE``, ``nextval()``) go to ``engines['primary']``, and so does everything after them until the transaction ends (it must see its own
     writes) and everything inside ``use_primary()``; other reads go to ``engines['replica']``. ``routed`` lists
-    the engine each statement was sent to. (SQLAlchemy asks ``get_bind`` for every statement; see its
-    "Partitioning Strategies" / custom vertical partitioning docs.)"""
+    the engine each statement was sent to. A read whose result decides a write (read, compute, update) belongs
+    in ``use_primary()``: on the replica it may be stale, and the update then loses a write. (SQLAlchemy asks
+    ``get_bind`` for every statement; see its "Partitioning Strategies" / custom vertical partitioning docs.
+    ``_flushing`` is a private Session attribute, as in that docs example; tried with SQLAlchemy 2.1.)"""
 
     def __init__(self, *args: Any, engines: dict, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -262,7 +268,8 @@ class RoutingSession(Session):
         self._wrote = False
 
     def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
-        writing = self._flushing or isinstance(clause, (Insert, Update, Delete))
+        writing = (self._flushing or isinstance(clause, (Insert, Update, Delete, TextClause))
+                   or (isinstance(clause, Select) and clause._for_update_arg is not None))
         self._wrote = self._wrote or writing
         name = "primary" if (writing or self._force_primary or self._wrote) else "replica"
         self.routed.append(name)
@@ -314,11 +321,12 @@ class ShardCluster:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def explain(self, query: str, params: Any = None) -> list[str]:
+    def explain(self, query: str, params: Any = None, settings: dict | None = None) -> list[str]:
         """``EXPLAIN (VERBOSE, COSTS OFF)`` on the coordinator, without the ``Query Identifier`` line (it changes
-        between runs)."""
+        between runs); ``settings`` (e.g. ``{"enable_partitionwise_aggregate": "on"}``) are SET first."""
         with self.coordinator.connect() as conn:
-            conn.execute("SET enable_partitionwise_aggregate = on")
+            for k, v in (settings or {}).items():
+                conn.execute("SELECT set_config(%s, %s, false)", (k, str(v)))
             rows = conn.execute("EXPLAIN (VERBOSE, COSTS OFF) " + query, params).fetchall()
         return [r[0] for r in rows if not r[0].lstrip().startswith("Query Identifier")]
 
@@ -331,10 +339,10 @@ class ShardCluster:
 
 
 def shard_cluster(n_orders: int = 20_000, n_customers: int = 500, names: Sequence[str] = ("shard0", "shard1"),
-                  seed: int = 11) -> ShardCluster:
+                  ) -> ShardCluster:
     """Two (or more) shard servers and a coordinator: ``orders`` on the coordinator is ``PARTITION BY HASH
     (customer_id)``, each partition a postgres_fdw foreign table on one shard (``async_capable``, so the shards
-    are scanned concurrently). ``n_orders`` seeded orders are inserted through the coordinator (each row goes to
+    are scanned concurrently). ``n_orders`` deterministic orders (a fixed formula, no random()) are inserted through the coordinator (each row goes to
     its shard)."""
     shards: list[private.PrivateServer] = []
     coord = None
@@ -357,7 +365,6 @@ def shard_cluster(n_orders: int = 20_000, n_customers: int = 500, names: Sequenc
                 c.execute(SQL("CREATE FOREIGN TABLE {} PARTITION OF orders FOR VALUES WITH (MODULUS {}, REMAINDER {}) "
                               "SERVER {} OPTIONS (table_name {})")
                           .format(Identifier(table), Literal(len(shards)), Literal(i), server, Literal(table)))
-            c.execute("SELECT setseed(%s)", (1 / seed,))
             c.execute("""INSERT INTO orders
                          SELECT g, 1 + (g * 7919) %% %s, timestamptz '2026-01-01' + g * interval '1 minute',
                                 (1 + (g * 31) %% 200)::numeric(10,2)
