@@ -48,16 +48,19 @@ def test_standby_streams_and_lag_is_measured(pair):
     rows = replicas.replication(pair.primary)
     assert [(r["application_name"], r["state"], r["sync_state"]) for r in rows] == [("t11_standby", "streaming", "async")]
     assert pair.standby.scalar("SELECT pg_is_in_recovery()") is True
-    burst = replicas.write_burst(pair.primary, rows=20_000, name="t11_standby")
+    burst = replicas.write_burst(pair.primary, rows=20_000, name="t11_standby", standby=pair.standby)
     assert burst["wal_bytes"] > 1_000_000 and burst["samples"] >= 1
     assert 0 <= burst["max_lag_bytes"] <= burst["wal_bytes"] * 2
-    assert replicas.lag_bytes(pair.primary, "t11_standby") == 0 or replicas.wait_for_lsn(pair.standby, burst["lsn"]) >= 0
+    # the standby applied the burst: its replay position is at or past the burst's commit
+    assert pair.standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (burst["lsn"],)) is True
+    assert 0 <= burst["catch_up_s"] < 60
 
 
 def test_paused_replay_misses_the_read_and_the_lsn_wait_sees_it(pair):
-    r = L.stale_read(pair, "stale 1")
-    assert (r["on_primary"], r["on_standby_at_once"], r["on_standby_after_wait"]) == (1, 0, 1)
-    assert r["wal_received_while_paused"] is True  # received is not applied
+    for _ in range(2):  # a second run on the same pair works too
+        r = L.stale_read(pair, "stale 1")
+        assert (r["on_primary"], r["on_standby_at_once"], r["on_standby_after_wait"]) == (1, 0, 1)
+        assert r["wal_received_while_paused"] is True  # received is not applied
 
 
 def test_wait_for_lsn_times_out_in_one_sentence_while_paused(pair):
@@ -73,13 +76,42 @@ def test_remote_apply_is_seen_at_once_and_costs_commit_time(pair):
     assert replicas.replication(pair.primary)[0]["sync_state"] == "async"  # set back
     assert 0.3 <= r["paused"]["commit_s"] < 30  # the commit waited for the paused standby
     ratio = r["remote_apply"]["median_s"] / r["local"]["median_s"]
-    assert 0.5 < ratio < 500, ratio  # about 2x on an idle machine; noise on a loaded one
+    assert 1.05 < ratio < 500, ratio  # remote_apply adds process hand-offs; noise on a loaded machine
 
 
 def test_routing_session_sends_writes_to_the_primary_and_reads_to_the_replica(pair):
-    steps = L.routing_demo(pair)["steps"]
-    assert steps == [("add + commit (flush)", "primary", None), ("select after the commit", "replica", 0),
-                     ("select in use_primary()", "primary", 1)]
+    for _ in range(2):  # a second run on the same pair works too
+        steps = L.routing_demo(pair)["steps"]
+        assert steps == [("add + commit (flush)", "primary", None), ("select after the commit", "replica", 0),
+                         ("select in use_primary()", "primary", 1)]
+
+
+def test_routing_sends_text_sql_and_select_for_update_to_the_primary(pair):
+    from sqlalchemy import column, select, table, text
+    p, r, Session = replicas.router(pair.primary.url, pair.standby.url)
+    try:
+        with Session() as s:
+            s.execute(select(column("relname")).select_from(table("pg_class")).limit(0))
+            assert s.routed == ["replica"]
+            s.rollback()
+            s.execute(select(column("relname")).select_from(table("pg_class")).limit(1).with_for_update())
+            assert s.routed[-1] == "primary"
+            s.rollback()
+            s.execute(text("SELECT 1"))
+            assert s.routed[-1] == "primary"
+    finally:
+        p.dispose()
+        r.dispose()
+
+
+def test_promotion_shows_the_new_timeline_and_refuses_a_second_time():
+    with replicas.pair("t11p_primary", "t11p_standby") as p:
+        pr = L.promotion_demo(p)
+        assert (pr["in_recovery_before"], pr["in_recovery_after"], pr["diverged"]) == (True, False, True)
+        assert pr["old_primary_standbys"] == 0
+        assert int(pr["timeline_promoted"], 16) == int(pr["timeline_old_primary"], 16) + 1
+        with pytest.raises(replicas.WorkbookError, match="already promoted"):
+            L.promotion_demo(p)
 
 
 def test_shards_prune_push_down_and_lose_global_uniqueness(cluster):
@@ -88,16 +120,21 @@ def test_shards_prune_push_down_and_lose_global_uniqueness(cluster):
     scans = [ln for ln in plan if "Foreign Scan on" in ln]
     assert len(scans) == 1 and replicas.shard_of(cluster, 42) in scans[0]
     assert any("Remote SQL:" in ln and "WHERE ((customer_id = 42))" in ln for ln in plan)
-    agg = cluster.explain("SELECT customer_id, count(*) FROM orders GROUP BY customer_id")
+    q = "SELECT customer_id, count(*) FROM orders GROUP BY customer_id"
+    assert sum("GROUP BY" in ln and "Remote SQL" in ln for ln in cluster.explain(q)) == 0  # off by default
+    agg = cluster.explain(q, settings={"enable_partitionwise_aggregate": "on"})
     assert sum("GROUP BY" in ln and "Remote SQL" in ln for ln in agg) == 2
     u = L.global_unique_violation(cluster)
-    assert u["unique_index_refused"] and u["copies_of_order_1"] == 2 and len(u["shards"]) == 2
+    refused = u["unique_index_refused"]
+    assert set(refused) == {"order_id", "customer_id, order_id"}
+    assert all(v and "foreign tables" in v[1] for v in refused.values()), refused  # the DETAIL names the cause
+    assert u["copies_of_order_1"] == 2 and len(u["shards"]) == 2
     assert cluster.coordinator.scalar("SELECT count(*) FROM orders WHERE order_id = 1") == 1  # cleaned up
 
 
-def test_exercise_customer_is_where_modulo_guesses_wrong(cluster):
-    right = replicas.shard_of(cluster, L.EX_CUSTOMER)
-    assert right != f"shard{L.EX_CUSTOMER % 2}"
+def test_exercise_customers_include_several_where_modulo_guesses_wrong(cluster):
+    differ = [c for c in L.EX_CUSTOMERS if replicas.shard_of(cluster, c) != f"shard{c % 2}"]
+    assert len(L.EX_CUSTOMERS) == 20 and 5 <= len(differ) <= 15, differ
 
 
 def test_read_your_writes_exercise(les):
@@ -120,16 +157,30 @@ def test_read_your_writes_exercise(les):
     r = ex.check(les, receive_lsn)
     assert not r and "not yet applied" in r.message
 
-    def fixed_sleep(primary, standby, note):
+    def sleeper(seconds):
+        def fixed_sleep(primary, standby, note):
+            with primary.connect() as p:
+                p.execute("INSERT INTO ex_orders (note) VALUES (%s)", (note,))
+            time.sleep(seconds)
+            with standby.connect() as s:
+                row = s.execute("SELECT note FROM ex_orders WHERE note = %s", (note,)).fetchone()
+            return row[0] if row else None
+        return fixed_sleep
+
+    for seconds in (0.6, 2, 4):  # too short for the long lag, or long enough for both but far slower than the lag
+        r = ex.check(les, sleeper(seconds))
+        assert not r and "fixed pause is a guess" in r.message, (seconds, r.message)
+
+    def remote_apply(primary, standby, note):  # fix 3 without naming the standby in synchronous_standby_names
         with primary.connect() as p:
+            p.execute("SET synchronous_commit = remote_apply")
             p.execute("INSERT INTO ex_orders (note) VALUES (%s)", (note,))
-        time.sleep(0.6)
         with standby.connect() as s:
             row = s.execute("SELECT note FROM ex_orders WHERE note = %s", (note,)).fetchone()
         return row[0] if row else None
 
-    r = ex.check(les, fixed_sleep)
-    assert not r and "fixed pause is a guess" in r.message
+    r = ex.check(les, remote_apply)
+    assert not r and "synchronous_standby_names" in r.message, r.message
 
     def from_primary(primary, standby, note):
         with primary.connect() as p:
@@ -148,13 +199,24 @@ def test_route_shard_exercise(les):
     ex.setup(les)
     assert not ex.check(les, NO_ANSWER).answered
     cluster = L.exercise_cluster(les)
-    right = replicas.shard_of(cluster, L.EX_CUSTOMER)
-    wrong_modulo = f"shard{L.EX_CUSTOMER % 2}"
-    assert "hashes the key first" in ex.check(les, wrong_modulo).message
-    assert "stores no rows" in ex.check(les, "coordinator").message
-    assert "one of shard0, shard1" in ex.check(les, "shard7").message
-    assert ex.check(les, right) and ex.check(les, cluster.shards[cluster.shard_names().index(right)])
-    assert solutions.solve("11.route_shard", les.conn) == right
+    assert "hashes the key first" in ex.check(les, lambda c, cid: f"shard{cid % 2}").message
+    const = ex.check(les, lambda c, cid: "shard0")
+    assert not const and "Always 'shard0': right for" in const.message
+    assert "stores no rows" in ex.check(les, lambda c, cid: "coordinator").message
+    assert "one of shard0, shard1" in ex.check(les, lambda c, cid: "shard7").message
+    assert "ZeroDivisionError" in ex.check(les, lambda c, cid: 1 / 0).message
+
+    def by_tableoid(c, cid):
+        rel = c.coordinator.scalar("SELECT tableoid::regclass::text FROM orders WHERE customer_id = %s LIMIT 1", (cid,))
+        return rel.removeprefix("orders_")
+
+    def by_hash(c, cid):  # the server itself, found with the coordinator's own routing function
+        return next(s for i, s in enumerate(c.shards) if c.coordinator.scalar(
+            "SELECT satisfies_hash_partition('orders'::regclass, 2, %s, %s::bigint)", (i, cid)))
+
+    assert ex.check(les, by_tableoid) and ex.check(les, by_hash)
+    assert ex.check(les, solutions.solve("11.route_shard", les.conn))
+    assert "should be" in ex.check(les, "shard0").message
 
 
 def _postmasters_under(root: Path) -> list[int]:

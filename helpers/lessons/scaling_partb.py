@@ -10,6 +10,8 @@ Written to be appended to :mod:`helpers.lessons.scaling`. Everything runs on pri
 """
 from __future__ import annotations
 
+import inspect
+import random
 import statistics
 import threading
 import time
@@ -27,22 +29,27 @@ from helpers.timing import as_connection
 # Merge-friendly: appended to helpers/lessons/scaling.py this extends that module's __all__ (when appending, drop
 # the __future__ line above, which scaling.py already has, and move these imports to its top).
 __all__ = [*globals().get("__all__", []), "stale_read", "commit_latency", "routing_demo", "promotion_demo", "global_unique_violation",
-           "exercise_pair", "exercise_cluster", "naive_read_after_write", "EX_CUSTOMER"]
+           "exercise_pair", "exercise_cluster", "naive_read_after_write", "EX_CUSTOMERS"]
 
 
 # ---------------------------------------------------------------- read-your-writes
 
 def stale_read(pair: replicas.Pair, note: str = "order 1") -> dict:
-    """Commit a row on the primary while the standby's replay is paused, read it on the standby at once (missed),
-    then resume and read again after waiting for the commit's LSN (seen). Deterministic: the pause, not timing,
-    makes the first read stale."""
+    """Commit a row on the primary while the standby's replay is paused, wait until the standby has *received*
+    that WAL, read the row there (missed), then resume and read again after waiting for the commit's LSN (seen).
+    Deterministic: the pause, not timing, makes the first read stale. The note gets a unique suffix, so the cell
+    can run again on the same pair."""
     pair.primary.sql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)")
     replicas.wait_for_lsn(pair.standby, replicas.current_lsn(pair.primary))  # the table exists on the standby
+    note = f"{note} {time.time_ns()}"
     with replicas.paused(pair.standby):
         lsn = replicas.write(pair.primary, "INSERT INTO notes (body) VALUES (%s)", (note,))
         on_primary = pair.primary.scalar("SELECT count(*) FROM notes WHERE body = %s", (note,))
-        on_standby = pair.standby.scalar("SELECT count(*) FROM notes WHERE body = %s", (note,))
-        received = bool(pair.standby.scalar("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", (lsn,)))
+        with pair.standby.connect() as s:  # the WAL arrives asynchronously to the commit: poll for it
+            replicas._poll(lambda: s.execute("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0],
+                           10, "The standby did not receive the commit's WAL within 10 s.")
+            received = True
+            on_standby = s.execute("SELECT count(*) FROM notes WHERE body = %s", (note,)).fetchone()[0]
     waited = replicas.wait_for_lsn(pair.standby, lsn)
     after = pair.standby.scalar("SELECT count(*) FROM notes WHERE body = %s", (note,))
     return {"commit_lsn": lsn, "on_primary": on_primary, "on_standby_at_once": on_standby,
@@ -50,25 +57,28 @@ def stale_read(pair: replicas.Pair, note: str = "order 1") -> dict:
 
 
 def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
-    """Median commit time of ``n`` single-row inserts with ``synchronous_commit`` local (the standby is not waited
-    for) and ``remote_apply`` (the standby named in ``synchronous_standby_names`` has applied it), and whether the
-    standby saw each row right after the commit returned."""
+    """Median time of ``n`` one-row transactions, each ``SET LOCAL synchronous_commit`` to local (the standby is
+    not waited for) or remote_apply (the standby named in ``synchronous_standby_names`` has applied it: only the
+    transactions that ask for it wait), and whether the standby saw each row right after the commit returned."""
     pair.primary.sql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)")
     out: dict = {}
     replicas.set_sync(pair.primary, pair.standby.name)
     try:
         with pair.primary.connect() as p, pair.standby.connect() as s:
+            def one(mode: str, body: str) -> None:
+                with p.transaction():  # BEGIN; SET LOCAL ...; INSERT; COMMIT (the setting ends with it)
+                    p.execute(f"SET LOCAL synchronous_commit = {mode}")
+                    p.execute("INSERT INTO notes (body) VALUES (%s)", (body,))
+
             for mode in ("local", "remote_apply"):  # warm-up, not counted
-                p.execute(f"SET synchronous_commit = {mode}")
                 for _ in range(10):
-                    p.execute("INSERT INTO notes (body) VALUES ('warm-up')")
+                    one(mode, "warm-up")
             for mode in ("local", "remote_apply", "local", "remote_apply"):  # interleaved: load hits both alike
-                p.execute(f"SET synchronous_commit = {mode}")
                 times, seen = out.setdefault(mode, ([], []))
                 for i in range(n // 2):
                     body = f"{mode} {len(times)} {time.time_ns()}"
                     t0 = time.perf_counter()
-                    p.execute("INSERT INTO notes (body) VALUES (%s)", (body,))
+                    one(mode, body)
                     times.append(time.perf_counter() - t0)
                     seen.append(s.execute("SELECT count(*) FROM notes WHERE body = %s", (body,)).fetchone()[0])
             # the mechanism, shown without a stopwatch race: with the standby's replay paused for `pause` seconds,
@@ -78,7 +88,7 @@ def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
             timer = threading.Timer(pause, lambda: replicas.resume_replay(pair.standby))
             t0 = time.perf_counter()
             timer.start()
-            p.execute("INSERT INTO notes (body) VALUES ('while paused')")
+            one("remote_apply", "while paused")
             blocked = time.perf_counter() - t0
             timer.join()
     finally:
@@ -118,13 +128,16 @@ def routing_demo(pair: replicas.Pair) -> dict:
     steps = []
     try:
         with replicas.paused(pair.standby), Session() as session:
-            session.add(Note(id=1, body="routed"))
+            note = Note(body=f"routed {time.time_ns()}")  # id from the table's sequence: the cell can run again
+            session.add(note)
+            session.flush()
+            new_id = note.id  # the id came back with the INSERT (RETURNING), read before the commit expires it
             session.commit()
             steps.append(("add + commit (flush)", session.routed[-1], None))
-            seen = session.scalars(select(Note.body).where(Note.id == 1)).all()
+            seen = session.scalars(select(Note.body).where(Note.id == new_id)).all()
             steps.append(("select after the commit", session.routed[-1], len(seen)))
             with session.use_primary():
-                seen = session.scalars(select(Note.body).where(Note.id == 1)).all()
+                seen = session.scalars(select(Note.body).where(Note.id == new_id)).all()
             steps.append(("select in use_primary()", session.routed[-1], len(seen)))
             session.commit()
     finally:
@@ -139,6 +152,10 @@ def promotion_demo(pair: replicas.Pair) -> dict:
     """Promote the standby: before/after ``pg_is_in_recovery()``, the time ``pg_promote`` took, that it then
     accepts a write, and that the old primary (still running: nobody fenced it) accepts one too (split brain)."""
     before = pair.standby.scalar("SELECT pg_is_in_recovery()")
+    if not before:
+        raise WorkbookError("This standby was already promoted: run the replica cell again for a new pair.")
+    timeline_sql = "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+    old_timeline = pair.primary.scalar(timeline_sql)
     try:
         pair.standby.sql("CREATE TABLE refused (x int)")
         refused = False
@@ -146,27 +163,35 @@ def promotion_demo(pair: replicas.Pair) -> dict:
         refused = True
     seconds = replicas.promote(pair.standby)
     after = pair.standby.scalar("SELECT pg_is_in_recovery()")
-    pair.standby.sql("CREATE TABLE written_after_promotion (x int)")
-    pair.primary.sql("CREATE TABLE written_on_old_primary (x int)")
+    new_timeline = pair.standby.scalar(timeline_sql)
+    pair.standby.sql("CREATE TABLE IF NOT EXISTS written_after_promotion (x int)")
+    pair.primary.sql("CREATE TABLE IF NOT EXISTS written_on_old_primary (x int)")
     diverged = (pair.standby.scalar("SELECT to_regclass('written_on_old_primary') IS NULL")
                 and pair.primary.scalar("SELECT to_regclass('written_after_promotion') IS NULL"))
+    # the old primary's walsender leaves pg_stat_replication once it notices the disconnect: poll for it
+    replicas._poll(lambda: not replicas.replication(pair.primary), 10,
+                   "The old primary still lists a standby 10 s after the promotion.")
     standbys_left = len(replicas.replication(pair.primary))
     return {"in_recovery_before": before, "write_refused_before": refused, "promote_s": seconds,
-            "in_recovery_after": after, "diverged": diverged, "old_primary_standbys": standbys_left}
+            "in_recovery_after": after, "diverged": diverged, "old_primary_standbys": standbys_left,
+            "timeline_old_primary": old_timeline, "timeline_promoted": new_timeline}
 
 
 # ---------------------------------------------------------------- sharding: a constraint no shard can enforce
 
 def global_unique_violation(cluster: replicas.ShardCluster) -> dict:
-    """Try a unique index on order_id on the coordinator (refused), then insert an order_id that already exists
-    for a customer on the other shard: each shard's primary key (customer_id, order_id) is satisfied, yet
-    order_id is no longer unique across the shards."""
+    """Try unique indexes on the coordinator, on order_id and on (customer_id, order_id) which includes the shard
+    key: both refused, with the reason in the error's DETAIL (the partitions are foreign tables). Then insert an
+    order_id that already exists for a customer on the other shard: each shard's primary key (customer_id,
+    order_id) is satisfied, yet order_id is no longer unique across the shards."""
+    refused: dict[str, tuple[str, str] | None] = {}
     with cluster.coordinator.connect() as c:
-        try:
-            c.execute("CREATE UNIQUE INDEX ON orders (order_id)")
-            refused = None
-        except psycopg.Error as exc:
-            refused = exc.diag.message_primary
+        for cols in ("order_id", "customer_id, order_id"):
+            try:
+                c.execute(f"CREATE UNIQUE INDEX ON orders ({cols})")
+                refused[cols] = None
+            except psycopg.Error as exc:
+                refused[cols] = (exc.diag.message_primary, exc.diag.message_detail)
         owner = c.execute("SELECT customer_id FROM orders WHERE order_id = 1").fetchone()[0]
         owner_shard = replicas.shard_of(cluster, owner)
         other = next(cid for cid in range(1, 1000) if replicas.shard_of(cluster, cid) != owner_shard)
@@ -226,12 +251,28 @@ def _run_with_lag(p: replicas.Pair, fn: Callable, note: str, lag: float) -> tupl
     return result.get("value"), took, result.get("error")
 
 
+#: The two lags of a check are drawn in these ranges (seconds), so a fixed pause cannot be tuned to them.
+RYW_SHORT_LAG, RYW_LONG_LAG = (0.2, 0.4), (2.0, 3.0)
+#: How much longer than the lag a right answer may take (connection set-up on a loaded machine): an LSN wait
+#: returns a few milliseconds after the standby resumes.
+RYW_SLACK = 1.0
+
+
+def _mentions(answer: Any, word: str) -> bool:
+    try:
+        return word in inspect.getsource(answer)
+    except (OSError, TypeError):
+        return False
+
+
 def _check_ryw(conn: psycopg.Connection, answer: Any) -> CheckResult:
     p = _PAIRS.get(conn.info.dbname)
     if p is None or p.primary.stopped:
         return CheckResult(False, "Run the exercise's setup cell first (ex.setup(db)).")
+    rng = random.Random(time.time_ns())
+    lags = (round(rng.uniform(*RYW_SHORT_LAG), 2), round(rng.uniform(*RYW_LONG_LAG), 2))
     outcomes = []
-    for i, lag in enumerate((0.2, 1.5)):
+    for i, lag in enumerate(lags):
         note = f"check {time.time_ns()} {i}"
         value, took, error = _run_with_lag(p, answer, note, lag)
         if error:
@@ -241,19 +282,28 @@ def _check_ryw(conn: psycopg.Connection, answer: Any) -> CheckResult:
             return CheckResult(False, f"The order was written {written} times on the primary, not once: keep the "
                                       "INSERT on the primary exactly as it is.")
         outcomes.append((value == note, took, lag))
-    (short_ok, _, _), (long_ok, long_took, long_lag) = outcomes
+    (short_ok, short_took, short_lag), (long_ok, long_took, long_lag) = outcomes
+    sleep_hint = ("a fixed pause is a guess about the lag. Wait until the standby has applied the commit (its "
+                  "pg_last_wal_replay_lsn() reaches the primary's pg_current_wal_lsn() read after the commit).")
+    if short_ok and short_took > short_lag + RYW_SLACK:
+        return CheckResult(False, f"The read saw the order, but took {short_took:.1f} s with the standby only "
+                                  f"{short_lag:.2f} s behind: " + sleep_hint)
     if short_ok and long_ok:
         if long_took > long_lag + 5:
             return CheckResult(False, "The read saw the order, but only seconds after the standby had it: poll for "
                                       "the commit's LSN instead of sleeping a fixed time.")
-        return CheckResult(True, "The read sees the order whether the standby is 0.2 s or 1.5 s behind. Waiting "
-                                 "for the commit's LSN keeps the read on the replica; reading from the primary "
-                                 "puts it back on the server you wanted to offload.")
+        return CheckResult(True, f"The read sees the order whether the standby is {short_lag:.2f} s or "
+                                 f"{long_lag:.2f} s behind. Waiting for the commit's LSN keeps the read on the "
+                                 "replica; reading from the primary puts it back on the server you wanted to "
+                                 "offload.")
+    if not short_ok and _mentions(answer, "remote_apply") and not any(
+            r["sync_state"] == "sync" for r in replicas.replication(p.primary)):
+        return CheckResult(False, "remote_apply waits only for standbys named in synchronous_standby_names, and "
+                                  "that is empty on this pair, so the commit waited for nothing "
+                                  "(replicas.set_sync(primary, standby.name) names it).")
     if short_ok and not long_ok:
-        return CheckResult(False, "It worked with the standby 0.2 s behind and missed the order at 1.5 s: a fixed "
-                                  "pause is a guess about the lag. Wait until the standby has applied the commit "
-                                  "(its pg_last_wal_replay_lsn() reaches the primary's pg_current_wal_lsn() read "
-                                  "after the commit).")
+        return CheckResult(False, f"It worked with the standby {short_lag:.2f} s behind and missed the order at "
+                                  f"{long_lag:.2f} s: " + sleep_hint)
     return CheckResult(False, "The read ran before the standby had applied the commit, so it missed the order. "
                               "Note the primary's pg_current_wal_lsn() after the commit and poll the standby's "
                               "pg_last_wal_replay_lsn() (received WAL, pg_last_wal_receive_lsn(), is not yet "
@@ -268,7 +318,8 @@ register(Exercise(
         "naive_read_after_write(primary, standby, note) inserts an order on the primary and reads it back from the\n"
         "standby: when the standby lags, it returns None. Write a function with the same three parameters that\n"
         "inserts the order on the primary and returns its note, read so that it is always there, whatever the lag.\n"
-        "The check calls it while the standby is 0.2 s and then 1.5 s behind."
+        "The check calls it twice, while the standby is a fraction of a second and then a few seconds behind\n"
+        "(drawn at random each time)."
     ),
     setup_fn=_setup_ryw,
     checker=_check_ryw,
@@ -280,66 +331,81 @@ register(Exercise(
 
 # ---------------------------------------------------------------- exercise 11.route_shard
 
-_CLUSTERS: dict[str, tuple[replicas.ShardCluster, int]] = {}
+_CLUSTERS: dict[str, replicas.ShardCluster] = {}
 
 
 def exercise_cluster(db: Any) -> replicas.ShardCluster:
     """The coordinator and shards of exercise 11.route_shard (made by its setup)."""
     conn = as_connection(db)
     c = _CLUSTERS.get(conn.info.dbname)
-    if c is None or c[0].coordinator.stopped:
+    if c is None or c.coordinator.stopped:
         raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
-    return c[0]
+    return c
 
 
-#: The customer of exercise 11.route_shard: an odd id whose hash sends it to shard0 (customer_id % 2 is wrong).
-EX_CUSTOMER = 43
+#: The customers the check asks about (seeded; the exercise cluster has customers 1 to 100).
+EX_CUSTOMERS = sorted(random.Random(11).sample(range(1, 101), 20))
 
 
 def _setup_route(conn: psycopg.Connection) -> None:
     old = _CLUSTERS.pop(conn.info.dbname, None)
     if old is not None:
-        old[0].stop()
-    cluster = replicas.shard_cluster(n_orders=2_000, n_customers=100)
-    _CLUSTERS[conn.info.dbname] = (cluster, EX_CUSTOMER)
+        old.stop()
+    _CLUSTERS[conn.info.dbname] = replicas.shard_cluster(n_orders=2_000, n_customers=100)
 
 
 def _check_route(conn: psycopg.Connection, answer: Any) -> CheckResult:
-    c = _CLUSTERS.get(conn.info.dbname)
-    if c is None or c[0].coordinator.stopped:
+    cluster = _CLUSTERS.get(conn.info.dbname)
+    if cluster is None or cluster.coordinator.stopped:
         return CheckResult(False, "Run the exercise's setup cell first (ex.setup(db)).")
-    cluster, customer = c
-    name = answer.name if isinstance(answer, private.PrivateServer) else str(answer).strip()
-    right = replicas.shard_of(cluster, customer)
-    if name == right:
-        n = cluster.shards[cluster.shard_names().index(right)].scalar(
-            f"SELECT count(*) FROM orders_{right} WHERE customer_id = %s", (customer,))
-        return CheckResult(True, f"{right} holds all {n} orders of customer {customer}: a query for this customer "
-                                 "goes to that shard alone.")
-    if name == "coordinator":
+    names = cluster.shard_names()
+    n = len(names)
+    got, want = [], []
+    for cid in EX_CUSTOMERS:
+        try:
+            value = answer(cluster, cid)
+        except Exception as exc:  # noqa: BLE001 - reported in one sentence
+            return CheckResult(False, f"Your function failed for customer {cid}: {type(exc).__name__}: "
+                                      f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.")
+        got.append(value.name if isinstance(value, private.PrivateServer) else str(value).strip())
+        want.append(replicas.shard_of(cluster, cid))
+    if "coordinator" in got:
         return CheckResult(False, "The coordinator stores no rows: its partitions are foreign tables. Which shard "
                                   "does it send the query to?")
-    if name not in cluster.shard_names():
-        return CheckResult(False, f"Answer with a shard's name, one of {', '.join(cluster.shard_names())}.")
-    if name == f"shard{customer % len(cluster.shards)}":
-        return CheckResult(False, f"customer_id % {len(cluster.shards)} is not how hash partitioning routes: "
-                                  "PostgreSQL hashes the key first, then takes the remainder. Ask the coordinator "
-                                  "(EXPLAIN VERBOSE shows the Foreign Scan it keeps).")
-    return CheckResult(False, f"{name} holds no orders of customer {customer}; EXPLAIN VERBOSE on the coordinator "
-                              "shows which foreign partition the query keeps.")
+    bad = sorted({g for g in got if g not in names})
+    if bad:
+        return CheckResult(False, f"{bad[0]!r} is not a shard: return a shard's name, one of {', '.join(names)}.")
+    right = sum(g == w for g, w in zip(got, want))
+    if right == len(want):
+        return CheckResult(True, f"Right for all {len(want)} customers: a query for one customer goes to that "
+                                 "shard alone, and the coordinator (not your code) knows which.")
+    if got == [f"shard{cid % n}" for cid in EX_CUSTOMERS]:
+        return CheckResult(False, f"customer_id % {n} is not how hash partitioning routes (right for {right} of "
+                                  f"{len(want)}): PostgreSQL hashes the key first, then takes the remainder. Ask "
+                                  "the coordinator (EXPLAIN VERBOSE shows the Foreign Scan it keeps; "
+                                  "tableoid::regclass names the partition a row came from).")
+    if len(set(got)) == 1:
+        return CheckResult(False, f"Always {got[0]!r}: right for {right} of {len(want)} customers. Each customer's "
+                                  "shard depends on the hash of its id.")
+    wrong = next(cid for cid, g, w in zip(EX_CUSTOMERS, got, want) if g != w)
+    return CheckResult(False, f"Right for {right} of {len(want)} customers; customer {wrong} is not on "
+                              f"{got[EX_CUSTOMERS.index(wrong)]}. EXPLAIN VERBOSE on the coordinator shows which "
+                              "foreign partition the query keeps.")
 
 
 register(Exercise(
     id="11.route_shard",
     title="Route one customer's query to its shard",
     prompt=(
-        f"cluster = exercise_cluster(db) is a coordinator and two shards (cluster.shards), orders hashed by\n"
-        f"customer_id. Which shard holds the orders of customer {EX_CUSTOMER}? Answer with its name ('shard0' or\n"
-        "'shard1') or the server itself, found from the coordinator, not by guessing."
+        "cluster = exercise_cluster(db) is a coordinator and two shards (cluster.shards), orders hashed by\n"
+        "customer_id. Write a function shard_for(cluster, customer_id) that returns the name of the shard holding\n"
+        "that customer's orders ('shard0' or 'shard1', or the server itself), found from the coordinator\n"
+        "(cluster.coordinator.scalar(...), cluster.explain(...)), not by a formula of your own.\n"
+        "The check asks about 20 customers."
     ),
     setup_fn=_setup_route,
     checker=_check_route,
-    answer_kind=(str, private.PrivateServer),
-    answer_hint="a shard's name such as 'shard0', or one of cluster.shards",
+    answer_kind=type(naive_read_after_write),
+    answer_hint="a function shard_for(cluster, customer_id) that returns a shard's name such as 'shard0'",
     lesson="11_scaling",
 ))
