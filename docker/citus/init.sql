@@ -7,9 +7,10 @@
 
 CREATE EXTENSION IF NOT EXISTS citus;  -- citus
 
--- The same table as helpers.replicas.SHARD_SCHEMA: the distribution column is part of the primary key, because a
--- unique constraint can only be enforced when it includes it (Citus refuses one on order_id alone, for the reason
--- the lesson shows with postgres_fdw: no single node sees all the rows).
+-- The same table as helpers.replicas.SHARD_SCHEMA: the distribution column is part of the primary key, because
+-- Citus enforces a unique constraint only when it includes that column (each shard checks its own rows, and all
+-- of a customer's rows are in one shard); it refuses one on order_id alone. The lesson's postgres_fdw coordinator
+-- cannot declare any unique index at all (its partitions are foreign tables).
 CREATE TABLE orders (
     order_id    bigint NOT NULL,
     customer_id bigint NOT NULL,
@@ -21,7 +22,14 @@ CREATE TABLE orders (
 -- Hash-distributed by customer: each customer's orders live in one shard (32 by default; 8 here).
 SELECT create_distributed_table('orders', 'customer_id', shard_count := 8);  -- citus
 
--- The lesson's seeded orders (same formula as helpers.replicas.shard_cluster: 20,000 orders of 500 customers).
+-- The single-node image registers the coordinator as localhost:5432 in pg_dist_node, and this script runs on the
+-- entrypoint's temporary server, which listens on the unix socket only: a parallel multi-shard INSERT could try to
+-- open TCP connections to localhost and fail (citusdata/citus#7031; the workaround given there is sequential mode,
+-- one connection for all shards). Validated by reading only: no Docker on the machine this was written on.
+SET citus.multi_shard_modify_mode TO 'sequential';  -- citus
+
+-- The lesson's orders (same deterministic formula as helpers.replicas.shard_cluster: 20,000 orders of 500
+-- customers).
 INSERT INTO orders
 SELECT g, 1 + (g * 7919) % 500, timestamptz '2026-01-01' + g * interval '1 minute', (1 + (g * 31) % 200)::numeric(10,2)
   FROM generate_series(1, 20000) AS g;
