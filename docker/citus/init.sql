@@ -25,7 +25,7 @@ SELECT create_distributed_table('orders', 'customer_id', shard_count := 8);  -- 
 -- The single-node image registers the coordinator as localhost:5432 in pg_dist_node, and this script runs on the
 -- entrypoint's temporary server, which listens on the unix socket only: a parallel multi-shard INSERT could try to
 -- open TCP connections to localhost and fail (citusdata/citus#7031; the workaround given there is sequential mode,
--- one connection for all shards). Validated by reading only: no Docker on the machine this was written on.
+-- one connection for all shards). Validated by reading only: no Docker daemon on the machine this was written on.
 SET citus.multi_shard_modify_mode TO 'sequential';  -- citus
 
 -- The lesson's orders (same deterministic formula as helpers.replicas.shard_cluster: 20,000 orders of 500
