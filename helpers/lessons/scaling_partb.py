@@ -57,38 +57,43 @@ def stale_read(pair: replicas.Pair, note: str = "order 1") -> dict:
 
 
 def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
-    """Median time of ``n`` one-row transactions, each ``SET LOCAL synchronous_commit`` to local (the standby is
-    not waited for) or remote_apply (the standby named in ``synchronous_standby_names`` has applied it: only the
+    """Median COMMIT time of ``n`` one-row transactions, each ``SET LOCAL synchronous_commit`` to local (the standby
+    is not waited for) or remote_apply (the standby named in ``synchronous_standby_names`` has applied it: only the
     transactions that ask for it wait), and whether the standby saw each row right after the commit returned."""
     pair.primary.sql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)")
     out: dict = {}
     replicas.set_sync(pair.primary, pair.standby.name)
     try:
         with pair.primary.connect() as p, pair.standby.connect() as s:
-            def one(mode: str, body: str) -> None:
-                with p.transaction():  # BEGIN; SET LOCAL ...; INSERT; COMMIT (the setting ends with it)
-                    p.execute(f"SET LOCAL synchronous_commit = {mode}")
-                    p.execute("INSERT INTO notes (body) VALUES (%s)", (body,))
+            def one(mode: str, body: str) -> float:
+                """BEGIN; SET LOCAL ...; INSERT; COMMIT (the setting ends with it): the COMMIT's seconds."""
+                p.execute("BEGIN")
+                p.execute(f"SET LOCAL synchronous_commit = {mode}")
+                p.execute("INSERT INTO notes (body) VALUES (%s)", (body,))
+                t0 = time.perf_counter()
+                p.execute("COMMIT")
+                return time.perf_counter() - t0
 
             for mode in ("local", "remote_apply"):  # warm-up, not counted
                 for _ in range(10):
                     one(mode, "warm-up")
-            for mode in ("local", "remote_apply", "local", "remote_apply"):  # interleaved: load hits both alike
-                times, seen = out.setdefault(mode, ([], []))
-                for i in range(n // 2):
+            for i in range(n):  # alternated transaction by transaction: load hits both alike
+                for mode in (("local", "remote_apply") if i % 2 else ("remote_apply", "local")):
+                    times, seen = out.setdefault(mode, ([], []))
                     body = f"{mode} {len(times)} {time.time_ns()}"
-                    t0 = time.perf_counter()
-                    one(mode, body)
-                    times.append(time.perf_counter() - t0)
+                    times.append(one(mode, body))
                     seen.append(s.execute("SELECT count(*) FROM notes WHERE body = %s", (body,)).fetchone()[0])
             # the mechanism, shown without a stopwatch race: with the standby's replay paused for `pause` seconds,
             # a remote_apply commit cannot return before the standby resumes and applies it
             pause = 0.3
             replicas.pause_replay(pair.standby)
             timer = threading.Timer(pause, lambda: replicas.resume_replay(pair.standby))
+            p.execute("BEGIN")
+            p.execute("SET LOCAL synchronous_commit = remote_apply")
+            p.execute("INSERT INTO notes (body) VALUES ('while paused')")
             t0 = time.perf_counter()
             timer.start()
-            one("remote_apply", "while paused")
+            p.execute("COMMIT")
             blocked = time.perf_counter() - t0
             timer.join()
     finally:
