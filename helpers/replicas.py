@@ -253,8 +253,8 @@ def router(primary_url: str, replica_url: str) -> tuple[Any, Any, Any]:
 
 class RoutingSession(Session):
     """A SQLAlchemy session over two engines: flushes, INSERT/UPDATE/DELETE statements, ``SELECT ... FOR UPDATE``
-    and raw ``text()`` SQL (it may write: ``UPDATE``, ``nextval()``) go to ``engines['primary']``, and so does everything after them until the transaction ends (it must see its own
-    writes) and everything inside ``use_primary()``; other reads go to ``engines['replica']``. ``routed`` lists
+    and raw ``text()`` SQL (it may write: ``UPDATE``, ``nextval()``) go to ``engines['primary']``, and so does
+    everything after them until the transaction ends (it must see its own writes) and everything inside ``use_primary()``; other reads go to ``engines['replica']``. ``routed`` lists
     the engine each statement was sent to. A read whose result decides a write (read, compute, update) belongs
     in ``use_primary()``: on the replica it may be stale, and the update then loses a write. (SQLAlchemy asks
     ``get_bind`` for every statement; see its "Partitioning Strategies" / custom vertical partitioning docs.
@@ -342,7 +342,8 @@ def shard_cluster(n_orders: int = 20_000, n_customers: int = 500, names: Sequenc
                   ) -> ShardCluster:
     """Two (or more) shard servers and a coordinator: ``orders`` on the coordinator is ``PARTITION BY HASH
     (customer_id)``, each partition a postgres_fdw foreign table on one shard (``async_capable``, so the shards
-    are scanned concurrently). ``n_orders`` deterministic orders (a fixed formula, no random()) are inserted through the coordinator (each row goes to
+    are scanned concurrently). ``n_orders`` deterministic orders (a fixed formula, no random()) are inserted
+    through the coordinator (each row goes to
     its shard)."""
     shards: list[private.PrivateServer] = []
     coord = None
