@@ -338,13 +338,12 @@ class ShardCluster:
         return [s.name for s in self.shards]
 
 
-def shard_cluster(n_orders: int = 20_000, n_customers: int = 500, names: Sequence[str] = ("shard0", "shard1"),
+def shard_cluster(n_orders: int = 20_000, n_customers: int = 500, names: Sequence[str] = ("shard0", "shard1")
                   ) -> ShardCluster:
     """Two (or more) shard servers and a coordinator: ``orders`` on the coordinator is ``PARTITION BY HASH
     (customer_id)``, each partition a postgres_fdw foreign table on one shard (``async_capable``, so the shards
     are scanned concurrently). ``n_orders`` deterministic orders (a fixed formula, no random()) are inserted
-    through the coordinator (each row goes to
-    its shard)."""
+    through the coordinator (each row goes to its shard)."""
     shards: list[private.PrivateServer] = []
     coord = None
     try:
