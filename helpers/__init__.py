@@ -21,9 +21,10 @@ What goes where, top to bottom (a layer may import the layers below it, never on
                          (the environment check of lesson 00), fmt (numbers for people), sessions (several
                          live sessions stepped in a set order, lesson 07), locks (the locks a statement takes),
                          private (throw-away PostgreSQL servers a lesson may break, removed even when the kernel
-                         is killed, lesson 12), audit (the read-only design checklist of lesson 13), importer
-                         (CSV or Parquet files into a workbook database), pgbouncer (PgBouncer in front of
-                         a private server, lesson 11)
+                         is killed, lesson 12), replicas (a streaming standby, lag, read-your-writes, routing,
+                         promotion and postgres_fdw shards on private servers, lesson 11), pgbouncer (PgBouncer
+                         in front of a private server, lesson 11), audit (the read-only design checklist of
+                         lesson 13), importer (CSV or Parquet files into a workbook database)
     helpers/data/        the data world: schema.sql, the shipped Chinook files, the seeded generator,
                          the loader, the ORM models, the ER diagram
     helpers/core/        the platform: settings (paths, environment), server (the embedded PostgreSQL),
