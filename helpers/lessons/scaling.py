@@ -11,6 +11,9 @@ front of one, which it must never do to the learner's server. They stop with the
 * :data:`POOL_SETTINGS`: SQLAlchemy's pool settings next to Prisma's.
 * :func:`sort_with`, :func:`cache_cold_warm`, :func:`parallel_scan`: work_mem spills, shared_buffers, parallel
   workers.
+* :func:`stale_read`, :func:`commit_latency`, :func:`routing_demo`, :func:`promotion_demo`,
+  :func:`global_unique_violation`: a streaming standby and postgres_fdw shards (:mod:`helpers.replicas`).
+* Exercises ``11.read_your_writes`` and ``11.route_shard`` (solutions in :mod:`helpers.lessons.solutions.scaling`).
 """
 from __future__ import annotations
 
