@@ -40,3 +40,95 @@ def tiny_template() -> str:
     from helpers import db
 
     return db.ensure_template("tiny", progress=False)
+
+
+# ----------------------------------------------------------------------------------------------- the student copy
+# `python -m helpers build student` output, installed as a learner installs it (a fresh venv, `pip install -e .`,
+# which is what its Makefile runs). tests/test_student.py checks the copy; tests/test_scales.py runs every notebook
+# of the copy at `tiny` in that venv, so one run proves both claims: each lesson runs at tiny without an error, and
+# it does so from the student copy, without the reference solutions, each exercise answering "not answered yet".
+# On DATABASE_URL's server the copy's kernels use that server; otherwise the copy starts its own embedded server
+# (its var/ lives inside the copy, as a learner's would).
+
+_RUN_NOTEBOOK = r'''
+import json, sys
+import nbformat, nbclient
+path = sys.argv[1]
+nb = nbformat.read(path, as_version=4)
+client = nbclient.NotebookClient(nb, timeout=900, kernel_name="pdw-student",
+                                 resources={"metadata": {"path": str(__import__("pathlib").Path(path).parent)}})
+result = {"ok": True, "error": ""}
+try:
+    client.execute()
+except nbclient.exceptions.CellExecutionError as exc:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    result = {"ok": False, "error": lines[-1][:300] if lines else repr(exc)}
+
+def text(outputs):
+    return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
+
+code = [c for c in nb.cells if c.cell_type == "code"]
+result["first"] = text(code[0].outputs) if code else ""
+result["checks"] = [[c.source, text(c.outputs)] for c in code if ".check(" in c.source]
+print("RESULT " + json.dumps(result))
+'''
+
+
+class StudentCopy:
+    def __init__(self, root, python, env, seconds):
+        self.root, self.python, self.env, self.install_seconds = root, python, env, seconds
+
+    def run_notebook(self, name: str, **env) -> dict:
+        import json
+        import subprocess
+
+        proc = subprocess.run([str(self.python), "-c", _RUN_NOTEBOOK, str(self.root / "notebooks" / name)],
+                              capture_output=True, text=True, env={**self.env, **env}, cwd=self.root, timeout=1800)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if not lines:
+            raise AssertionError(f"{name}: the runner failed: {(proc.stderr or proc.stdout)[-1500:]}")
+        return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="session")
+def student_copy(tmp_path_factory):
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from helpers.build import student
+
+    base = tmp_path_factory.mktemp("student")
+    root = base / "student"
+    student.build(root)
+    started = time.perf_counter()
+    venv = root / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", str(root)],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    seconds = time.perf_counter() - started
+    kernels = base / "jupyter" / "kernels" / "pdw-student"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "student copy", "language": "python"}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
+    env.update(JUPYTER_PATH=str(base / "jupyter"), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+               PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}", PDW_SCALE="tiny")
+    copy = StudentCopy(root, py, env, seconds)
+    own_server = not os.environ.get("DATABASE_URL")
+    if own_server:  # the copy's own embedded server, held from here to the end of the session
+        subprocess.run([str(py), "-m", "helpers", "server", "start"], env=env, cwd=root, check=True,
+                       capture_output=True, text=True)
+    try:
+        load = subprocess.run([str(py), "-m", "helpers", "data", "load", "--scale", "tiny"], env=env, cwd=root,
+                              capture_output=True, text=True)
+        assert load.returncode == 0, load.stderr[-2000:]
+        yield copy
+    finally:
+        if own_server:
+            subprocess.run([str(py), "-m", "helpers", "server", "stop"], env=env, cwd=root, capture_output=True)

@@ -1,43 +1,36 @@
-"""Every lesson runs top to bottom without an error at the smallest scale the README offers (`tiny`).
+"""Every lesson runs top to bottom without an error at the smallest scale the README offers (`tiny`), from the
+student copy.
 
 Stored outputs are compared only at `default` (nbval); here each notebook is executed in a real kernel with
-PDW_SCALE=tiny and only errors count. Lessons whose measurements need bigger tables say so in one sentence and use
-`default` (``lesson(..., min_scale="default")``); that path is exercised too. The `workshop` scale is left to
+PDW_SCALE=tiny and only errors count. The notebooks run from the student build (``python -m helpers build student``:
+outputs cleared, no reference solutions), installed in a fresh venv as a learner installs it (the ``student_copy``
+fixture in conftest.py), on the server of this test run. One run of each notebook so proves both claims: the lesson
+runs at tiny, and it runs from the student copy with every exercise unanswered ("not answered yet", no error).
+Lessons whose measurements need bigger tables say so in one sentence and use `default`
+(``lesson(..., min_scale="default")``); that path is exercised too. The `workshop` scale is left to
 `make test-repeat` (it takes minutes to load).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-@pytest.fixture(scope="module")
-def tiny_loaded():
-    from helpers import db
-
-    db.ensure_template("tiny", progress=False)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_without_error_at_tiny(tiny_loaded, path, monkeypatch):
-    monkeypatch.setenv("PDW_SCALE", "tiny")  # inherited by the kernel
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-        pytest.fail(f"{path.name} at tiny: {lines[-1][:300]}", pytrace=False)
-    first = "".join(nb.cells[[c.cell_type for c in nb.cells].index("code")].outputs[0].get("text", ""))
+def test_runs_without_error_at_tiny_from_the_student_copy(student_copy, path):
+    assert (student_copy.root / "notebooks" / path.name).exists(), f"{path.name} is missing from the student copy"
+    result = student_copy.run_notebook(path.name)
+    if not result["ok"]:
+        pytest.fail(f"{path.name} at tiny, from the student copy: {result['error']}", pytrace=False)
+    first = result["first"]
     assert "'tiny' data set" in first or "'default' data set" in first, first[:300]
-    assert os.environ["PDW_SCALE"] == "tiny"
+    assert result["checks"], f"{path.name} has no exercise check cell (`.check(`)"
+    for src, out in result["checks"]:
+        assert "not answered yet" in out, f"{path.name}: an exercise check with no answer printed {out[:300]!r} ({src[:80]!r})"
