@@ -52,8 +52,11 @@ def book(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(book):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=book["path"])
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=book["path"])
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
