@@ -61,8 +61,14 @@ result = {"ok": True, "error": ""}
 try:
     client.execute()
 except nbclient.exceptions.CellExecutionError as exc:
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    result = {"ok": False, "error": lines[-1][:300] if lines else repr(exc)}
+    # The workbook prints a WorkbookError as one sentence without a traceback: report the failing cell's outputs.
+    failing = [c for c in nb.cells if c.cell_type == "code"
+               and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    err = [o for c in failing[-1:] for o in c.outputs if o.get("output_type") == "error"]
+    said = "".join("".join(o.get("text", "")) for c in failing[-1:] for o in c.outputs if o.get("output_type") == "stream")
+    lines = [ln for ln in str(exc).splitlines() if ln.strip() and set(ln.strip()) != {"-"}]
+    what = f"{err[0].get('ename')}: {err[0].get('evalue')}" if err else (lines[-1] if lines else repr(exc))
+    result = {"ok": False, "error": (what + (" | " + said.strip()[-300:] if said.strip() else ""))[:700]}
 
 def text(outputs):
     return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
@@ -91,16 +97,21 @@ class StudentCopy:
 
 
 @pytest.fixture(scope="session")
-def student_copy(tmp_path_factory):
+def student_copy():
     import json
     import os
+    import shutil
     import subprocess
     import sys
+    import tempfile
     import time
+    from pathlib import Path
 
     from helpers.build import student
 
-    base = tmp_path_factory.mktemp("student")
+    # Not under pytest's basetemp: pytest removes all but the last three basetemps of a user when a new run starts,
+    # so another pytest run on the machine would delete the copy, its venv and its server's data under this one.
+    base = Path(tempfile.mkdtemp(prefix="pdw-student-"))
     root = base / "student"
     student.build(root)
     started = time.perf_counter()
@@ -132,3 +143,4 @@ def student_copy(tmp_path_factory):
     finally:
         if own_server:
             subprocess.run([str(py), "-m", "helpers", "server", "stop"], env=env, cwd=root, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

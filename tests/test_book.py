@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def _required(reason: str):
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory):
+def book():
     if os.environ.get("DATABASE_URL") and os.environ.get("PDW_BOOK_EVERY_SERVER") != "1":
         pytest.skip("the book is built from stored outputs and needs no server: CI tests it in the run on the "
                     "embedded server (PDW_BOOK_EVERY_SERVER=1 runs it here too)")
@@ -47,11 +48,12 @@ def book(tmp_path_factory):
         _required("needs jupyter-book (pip install -e '.[book]')")
     from helpers.build import book as builder
 
-    dest = tmp_path_factory.mktemp("book") / "book"
+    base = Path(tempfile.mkdtemp(prefix="pdw-book-"))  # not in pytest's basetemp, which other runs may remove
     started = time.perf_counter()
-    result = builder.build(dest)
+    result = builder.build(base / "book")
     result["wall"] = time.perf_counter() - started
-    return result
+    yield result
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
