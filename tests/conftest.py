@@ -112,6 +112,9 @@ def student_copy():
     # Not under pytest's basetemp: pytest removes all but the last three basetemps of a user when a new run starts,
     # so another pytest run on the machine would delete the copy, its venv and its server's data under this one.
     base = Path(tempfile.mkdtemp(prefix="pdw-student-"))
+    # mkdtemp makes it 0700; as root, the embedded server and lesson 12's private servers run as the system user
+    # `embedded_postgres`, which must reach the copy's venv (a checkout is normally world-readable, like this).
+    base.chmod(0o755)
     root = base / "student"
     student.build(root)
     started = time.perf_counter()
