@@ -25,7 +25,8 @@ What goes where, top to bottom (a layer may import the layers below it, never on
                          live sessions stepped in a set order, lesson 07), locks (the locks a statement takes),
                          private (throw-away PostgreSQL servers a lesson may break, removed even when the kernel
                          is killed, lesson 12), audit (the read-only design checklist of lesson 13), importer
-                         (CSV or Parquet files into a workbook database)
+                         (CSV or Parquet files into a workbook database), pgbouncer (PgBouncer in front of
+                         a private server, lesson 11)
     helpers/data/        the data world: schema.sql, the shipped Chinook files, the seeded generator,
                          the loader, the ORM models, the ER diagram
     helpers/core/        the platform: settings (paths, environment), server (the embedded PostgreSQL),

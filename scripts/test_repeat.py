@@ -4,7 +4,9 @@ Against the current server (DATABASE_URL, or the embedded PostgreSQL 18):
   1. `make test` N times in a row (default 5);
   2. every notebook run twice in a row;
   3. all notebooks in reverse order;
-  4. all notebooks under `pytest -n 2 --dist loadfile`.
+  4. all notebooks under `pytest -n 2 --dist loadfile`;
+  5. every notebook at the `workshop` scale (errors only), with each lesson's run time, for instructors
+     (`--no-workshop` skips it: loading that scale takes minutes).
 Prints one line per step with passes/runs and durations, and exits non-zero if any run failed.
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ def _report(name: str, results: list[tuple[bool, float, str]]) -> bool:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--times", type=int, default=5, help="how many full `make test` runs (default 5)")
+    p.add_argument("--no-workshop", action="store_true", help="skip step 5 (every notebook at the workshop scale)")
     args = p.parse_args()
     py = sys.executable
     notebooks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -59,7 +62,27 @@ def main() -> int:
     good &= _report("all notebooks in reverse order", [_run([py, "-m", "pytest", *NBVAL, *reversed(notebooks)])])
     good &= _report("all notebooks, pytest -n 2 --dist loadfile",
                     [_run([py, "-m", "pytest", *NBVAL, "-n", "2", "--dist", "loadfile", *notebooks])])
+    if not args.no_workshop:
+        good &= _workshop(py)
     return 0 if good else 1
+
+
+def _workshop(py: str) -> bool:
+    """Step 5: tests/test_scales.py at PDW_TEST_SCALE=workshop; prints each lesson's run time."""
+    env = {**os.environ, "PDW_TEST_SCALE": "workshop"}
+    start = time.perf_counter()
+    proc = subprocess.run([py, "-m", "pytest", "tests/test_scales.py", "-q", "--durations=0"],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    ok = proc.returncode == 0
+    print(f"every notebook at the workshop scale: {'passed' if ok else 'FAILED'} ({seconds:.0f} s, the load included)")
+    times = re.findall(r"^([\d.]+)s call\s+\S+\[(\S+)\]$", proc.stdout, re.M)
+    for secs, stem in sorted(times, key=lambda t: t[1]):
+        print(f"    {stem:<24} {float(secs):6.0f} s")
+    if not ok:
+        failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        print("    " + "\n    ".join(failed[:10] or proc.stdout.strip().splitlines()[-3:]))
+    return ok
 
 
 if __name__ == "__main__":

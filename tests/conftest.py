@@ -111,6 +111,7 @@ def student_copy():
 
     # Not under pytest's basetemp: pytest removes all but the last three basetemps of a user when a new run starts,
     # so another pytest run on the machine would delete the copy, its venv and its server's data under this one.
+    scale = os.environ.get("PDW_TEST_SCALE", "tiny")  # make test-repeat runs tests/test_scales.py at workshop
     base = Path(tempfile.mkdtemp(prefix="pdw-student-"))
     # mkdtemp makes it 0700; as root, the embedded server and lesson 12's private servers run as the system user
     # `embedded_postgres`, which must reach the copy's venv (a checkout is normally world-readable, like this).
@@ -132,14 +133,14 @@ def student_copy():
         "display_name": "student copy", "language": "python"}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
     env.update(JUPYTER_PATH=str(base / "jupyter"), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-               PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}", PDW_SCALE="tiny")
+               PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}", PDW_SCALE=scale)
     copy = StudentCopy(root, py, env, seconds)
     own_server = not os.environ.get("DATABASE_URL")
     if own_server:  # the copy's own embedded server, held from here to the end of the session
         subprocess.run([str(py), "-m", "helpers", "server", "start"], env=env, cwd=root, check=True,
                        capture_output=True, text=True)
     try:
-        load = subprocess.run([str(py), "-m", "helpers", "data", "load", "--scale", "tiny"], env=env, cwd=root,
+        load = subprocess.run([str(py), "-m", "helpers", "data", "load", "--scale", scale], env=env, cwd=root,
                               capture_output=True, text=True)
         assert load.returncode == 0, load.stderr[-2000:]
         yield copy

@@ -128,3 +128,62 @@ def test_delayed_connection(scratch):
         assert time.perf_counter() - t0 >= 0.005
         assert proxy.messages_up == before + 1
     assert not proxy.running
+
+
+# ------------------------------------------------------------------ process=True: the proxy in a process of its own
+
+def test_process_proxy_delays_counts_and_stops(scratch):
+    with delayed_engine(scratch, delay_ms=5, process=True) as engine:
+        proxy = engine.proxy
+        child = proxy._child
+        assert child is not None and child.poll() is None
+        times = _select1_times(engine, repeat=8)
+        assert proxy.connections == 1 and proxy.running
+        assert proxy.bytes_up > 0 and proxy.bytes_down > 0 and proxy.messages_up >= 9
+        port = proxy.port
+    assert min(times) >= 0.005, f"fastest SELECT 1 took {min(times) * 1000:.2f} ms"
+    # Two-sided: in its own process the proxy does not wait for the client's interpreter lock.
+    assert statistics.median(times) < 0.005 + 0.010, f"median {statistics.median(times) * 1000:.2f} ms at 5 ms"
+    assert not proxy.running and child.poll() is not None
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    proxy.stop()  # a second stop is harmless
+
+
+def test_delayed_connection_in_a_process(scratch):
+    from helpers.latency import delayed_connection
+
+    with delayed_connection(scratch, 2, process=True) as (conn, proxy):
+        conn.execute("SELECT 1")
+        before = proxy.messages_up
+        t0 = time.perf_counter()
+        assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
+        assert time.perf_counter() - t0 >= 0.002
+        assert proxy.messages_up == before + 1
+    assert not proxy.running
+
+
+def test_process_proxy_does_not_outlive_a_killed_parent(tmp_path):
+    """The proxy process stops when its stdin closes, which also happens when the kernel that started it dies."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import os, socket\nfrom helpers.latency import LatencyProxy\n"
+            "p = LatencyProxy((socket.AF_INET, ('127.0.0.1', 9)), 1, process=True).start()\n"
+            "print(p._child.pid, flush=True)\nos._exit(0)\n")
+    root = Path(__file__).resolve().parent.parent
+    pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                             timeout=60).stdout.strip())
+    deadline = time.monotonic() + 10
+    state = "R"
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except FileNotFoundError:
+            state = "gone"
+        if state in ("Z", "X", "gone"):
+            break
+        time.sleep(0.05)
+    assert state in ("Z", "X", "gone"), f"proxy process {pid} still running ({state})"

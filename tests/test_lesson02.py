@@ -137,3 +137,13 @@ def test_concurrent_refresh_needs_a_plain_unique_index(les):
     assert not ex.check(les).ok
     les.run("CREATE UNIQUE INDEX ON ex_genre_sales (genre)")
     assert ex.check(les).ok
+
+
+def test_result_difference_counts_rows_both_ways_as_multisets(les):
+    from helpers.lessons.normalization import result_difference
+
+    one_two = "SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(n, s)"
+    two_one = "SELECT * FROM (VALUES (2, 'b'), (1, 'a')) AS v(x, y) ORDER BY 1;"
+    assert result_difference(les, one_two, two_one) == (0, 0)  # order and names do not matter
+    doubled = "SELECT * FROM (VALUES (1, 'a'), (1, 'a'), (3, 'c')) AS v(n, s)"
+    assert result_difference(les, one_two, doubled) == (1, 2)  # (2,b) missing; a second (1,a) and (3,c) extra

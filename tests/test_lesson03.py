@@ -260,3 +260,28 @@ def test_classic_wrong_answers_are_named(les):
     les.run("CREATE INDEX ex03_range ON ex03_log (played_at)")
     only_range = order.check(les)
     assert not only_range.ok and only_range.answered
+
+
+def test_hash_bucket_model_follows_postgres_split_points():
+    from helpers.lessons.indexing import hash_bucket_model
+
+    assert hash_bucket_model(20_000, 20_000) == {"fill_target": 307, "initial": 128, "in_use": 128, "allocated": 128}
+    assert hash_bucket_model(20_000, 20_000, fillfactor=100)["initial"] == 64  # 409 entries per bucket
+    # 5,000 rows: 16 buckets at build, one split during the build (5,000 > 16 x 307), the next split point allocated
+    assert hash_bucket_model(5_000, 5_000) == {"fill_target": 307, "initial": 16, "in_use": 17, "allocated": 32}
+    assert hash_bucket_model(10, 10)["initial"] == 2
+    # doubling up to 512 buckets, then quarter steps: 1,100 wanted -> 1,280, 2,049 -> 2,560
+    assert [hash_bucket_model(b * 307, 0)["initial"] for b in (300, 600, 1100, 2049)] == [512, 640, 1280, 2560]
+
+
+def test_hash_layout_matches_the_model_on_the_server(conn):
+    from helpers.lessons.indexing import hash_bucket_model, hash_layout
+
+    conn.execute("CREATE TABLE t03.h AS SELECT g % 997 AS k FROM generate_series(1, 30000) AS g")
+    conn.execute("ANALYZE t03.h")
+    estimated = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 't03.h'::regclass").fetchone()[0]
+    conn.execute("CREATE INDEX t03_h_hash ON t03.h USING hash (k)")
+    model, layout = hash_bucket_model(estimated, 30000), hash_layout(conn, "t03.t03_h_hash")
+    assert layout["bucket"] == model["in_use"] and layout["bucket"] + layout["unused"] == model["allocated"]
+    assert layout["pages"] == 1 + model["allocated"] + layout["overflow"] + layout["bitmap"]
+    assert layout["live_items"] == 30000

@@ -156,3 +156,100 @@ def test_growth_chart_says_it_plots_the_fastest_run():
 
     fig = plot_growth([1, 2], {"lazy": [0.001, 0.002]}, "t")
     assert fig.axes[0].get_ylabel().startswith("fastest run")
+
+
+def test_sibling_collections_multiply_rows_exactly(les):
+    from helpers.lessons.n_plus_one import Track, sibling_rows_expected, track_siblings
+
+    ids = [a for (a,) in les.conn.execute("SELECT album_id FROM album ORDER BY album_id LIMIT 3").fetchall()]
+    exp = sibling_rows_expected(les, ids)
+    q = select(Track).where(Track.album_id.in_(ids)).order_by(Track.track_id)
+    joined = time_orm(les.engine, lambda s: track_siblings(
+        s, q.options(joinedload(Track.playlists), joinedload(Track.invoice_lines))), name="j", repeat=1)
+    selin = time_orm(les.engine, lambda s: track_siblings(
+        s, q.options(selectinload(Track.playlists), selectinload(Track.invoice_lines))), name="s", repeat=1)
+    assert joined.result == selin.result
+    assert (joined.statements, joined.rows) == (1, exp["joined"])
+    assert (selin.statements, selin.rows) == (3, exp["selectin"])
+    assert exp["selectin"] == exp["tracks"] + exp["playlist_pairs"] + exp["invoice_lines"]
+
+
+def test_chain_of_joinedloads_does_not_multiply(les):
+    stmt = select(Artist).order_by(Artist.artist_id).limit(30)
+    run = time_orm(les.engine, lambda s: catalog(s, stmt.options(joinedload(Artist.albums).joinedload(Album.tracks))),
+                   name="j", repeat=1)
+    assert run.rows == les.scalar(
+        "SELECT count(*) FROM artist a LEFT JOIN album al USING (artist_id) LEFT JOIN track t USING (album_id) "
+        "WHERE a.artist_id IN (SELECT artist_id FROM artist ORDER BY artist_id LIMIT 30)")
+
+
+def test_shape_label():
+    from helpers.lessons.n_plus_one import shape_label
+
+    assert shape_label("SELECT a, b FROM album WHERE $1::INTEGER = album.artist_id ORDER BY album.album_id") == \
+        "SELECT ... FROM album WHERE $1::INTEGER = album.artist_id"
+    assert shape_label("SELECT x FROM artist ORDER BY x LIMIT $1") == "SELECT ... FROM artist"
+    assert len(shape_label("SELECT x FROM t WHERE " + "a = $1 AND " * 20 + "b = $2", width=40)) == 40
+
+
+def test_pg_stat_statements_counts_the_n_plus_one(les):
+    from helpers.lessons.n_plus_one import own_statements, reset_own_statements, stat_statements
+
+    why_not = stat_statements(les)
+    if why_not:
+        assert why_not.endswith("skipped.") and why_not.count(".") >= 1
+        pytest.skip(why_not)
+    reset_own_statements(les)
+    stmt = select(Artist).order_by(Artist.artist_id).limit(10)
+    with Session(les.engine) as session:
+        catalog(session, stmt)
+    calls = sorted(r["calls"] for r in own_statements(les))
+    assert calls == sorted([1, 10, _albums_of_first(les, 10)])
+
+
+def test_latency_model_arithmetic():
+    from types import SimpleNamespace
+
+    from helpers.lessons.n_plus_one import LatencyRun, latency_model
+
+    def run(delay, name, median, trips, trip_s):
+        r = SimpleNamespace(name=name, median=median * 1.1, best=median)
+        return LatencyRun(delay, r, trips, trip_s)  # type: ignore[arg-type]
+
+    runs = [run(0, "lazy", 0.050, 125, 0.0002), run(5, "lazy", 0.700, 125, 0.0052)]
+    (m,) = latency_model(runs)
+    assert (m.name, m.delay_ms, m.round_trips) == ("lazy", 5, 125)
+    assert m.predicted_s == pytest.approx(0.050 + 125 * 0.005)
+    assert m.ratio == pytest.approx(0.700 / 0.675)
+
+
+def test_latency_runs_measure_the_trip_cost_in_a_proxy_process(les):
+    from helpers.lessons.n_plus_one import latency_runs
+
+    stmt = select(Artist).order_by(Artist.artist_id).limit(5)
+    lat = latency_runs(les, (0, 2), {"lazy": lambda s: catalog(s, stmt)}, repeat=1, warmup=0)
+    zero, two = lat
+    assert zero.trip_s < two.trip_s and two.trip_s >= 0.002
+    assert zero.round_trips == two.round_trips
+
+
+def test_stat_statements_says_why_in_one_sentence():
+    import psycopg
+
+    from helpers.lessons.n_plus_one import stat_statements
+
+    class Conn:
+        def __init__(self, shipped, error=None):
+            self.shipped, self.error = shipped, error
+
+        def execute(self, sql, *args):
+            if "pg_available_extensions" in sql:
+                return type("R", (), {"fetchone": lambda _: (int(self.shipped),)})()
+            if self.error and "FROM pg_stat_statements" in sql:
+                raise self.error
+            return type("R", (), {"fetchall": lambda _: []})()
+
+    assert "does not ship" in stat_statements(Conn(False))
+    not_loaded = stat_statements(Conn(True, psycopg.errors.ObjectNotInPrerequisiteState("not loaded")))
+    assert "shared_preload_libraries" in not_loaded and not_loaded.count(". ") == 0
+    assert stat_statements(Conn(True)) is None

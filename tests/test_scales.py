@@ -8,10 +8,11 @@ fixture in conftest.py), on the server of this test run. One run of each noteboo
 runs at tiny, and it runs from the student copy with every exercise unanswered ("not answered yet", no error).
 Lessons whose measurements need bigger tables say so in one sentence and use `default`
 (``lesson(..., min_scale="default")``); that path is exercised too. The `workshop` scale is left to
-`make test-repeat` (it takes minutes to load).
+`make test-repeat`, which runs this same test with PDW_TEST_SCALE=workshop (loading it takes minutes).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: The scale every notebook is run at: `tiny` in `make test`, `workshop` in `make test-repeat` (the fixture
+#: student_copy loads it and sets PDW_SCALE for the copy's kernels).
+SCALE = os.environ.get("PDW_TEST_SCALE", "tiny")
 #: Checks known to say "not yet" without the words "not answered yet" before any attempt (they give no hint, so
 #: nothing is revealed); each is a lesson's to fix (set ``quiet_until_changed=True`` on its exercise), then drop it here.
 UNANSWERED_OTHERWISE = {
@@ -29,13 +33,13 @@ UNANSWERED_OTHERWISE = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_without_error_at_tiny_from_the_student_copy(student_copy, path):
+def test_runs_without_error_at_scale(student_copy, path):
     assert (student_copy.root / "notebooks" / path.name).exists(), f"{path.name} is missing from the student copy"
     result = student_copy.run_notebook(path.name)
     if not result["ok"]:
-        pytest.fail(f"{path.name} at tiny, from the student copy: {result['error']}", pytrace=False)
+        pytest.fail(f"{path.name} at {SCALE}, from the student copy: {result['error']}", pytrace=False)
     first = result["first"]
-    assert "'tiny' data set" in first or "'default' data set" in first, first[:300]
+    assert f"'{SCALE}' data set" in first or "'default' data set" in first, first[:300]
     assert result["checks"], f"{path.name} has no exercise check cell (`.check(`)"
     for src, out in result["checks"]:
         if out.startswith(UNANSWERED_OTHERWISE.get(path.stem, ("\0",))):

@@ -14,8 +14,10 @@ notebook                    module
 ``05_query_patterns``       :mod:`~helpers.lessons.query_patterns`
 ``06_partitioning``         :mod:`~helpers.lessons.partitioning`
 ``07_transactions``         :mod:`~helpers.lessons.transactions`
+``08_migrations``           :mod:`~helpers.lessons.migrations`
 ``09_monitoring``           :mod:`~helpers.lessons.monitoring`
 ``10_patterns``             :mod:`~helpers.lessons.patterns`
+``11_scaling``              :mod:`~helpers.lessons.scaling`
 ``12_backup_restore``       :mod:`~helpers.lessons.backup`
 ``13_design_checklist``     :mod:`~helpers.lessons.checklist`
 ==========================  =====================================
@@ -34,8 +36,10 @@ MODULES = {
     "05_query_patterns": "query_patterns",
     "06_partitioning": "partitioning",
     "07_transactions": "transactions",
+    "08_migrations": "migrations",
     "09_monitoring": "monitoring",
     "10_patterns": "patterns",
+    "11_scaling": "scaling",
     "12_backup_restore": "backup",
     "13_design_checklist": "checklist",
 }

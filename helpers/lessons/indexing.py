@@ -9,6 +9,9 @@ What lives here rather than in the notebook:
 - :func:`fastest_ratio` and :func:`loglog_slope`: the steadier statistics the lesson's checks use on a busy
   machine (the fastest run of each side);
 - :func:`table_pages`, :func:`relation_size`, :func:`index_sizes`, :func:`pretty_bytes`: sizes from the catalog;
+- :func:`hash_bucket_model` and :func:`hash_layout`: why a hash index has the size it has (buckets chosen at build
+  from the estimated rows and the fill factor, allocated a split point at a time, plus overflow pages), predicted
+  from PostgreSQL's rules and read back with ``pgstathashindex``;
 - :func:`with_settings`: run something with planner settings changed for a moment (``enable_seqscan = off``,
   to see what the index the planner refused would have cost);
 - :func:`insert_throughput`: the write cost of 0, 1, 3 and 6 indexes on a scratch table;
@@ -38,6 +41,7 @@ __all__ = [
     "relation_size", "pretty_bytes", "index_sizes", "with_settings", "skip_scan_expected", "WriteCost",
     "insert_throughput", "RedundantIndex", "redundant_indexes", "UnusedIndex", "unused_indexes",
     "index_columns", "show_png", "loglog_slope", "fastest_ratio", "scan_line", "scale_summary",
+    "HASH_ITEM_BYTES", "hash_bucket_model", "hash_layout",
 ]
 
 
@@ -170,6 +174,86 @@ def index_sizes(conn_or_lesson: Any, table: str) -> list[tuple[str, str, int]]:
            FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
            WHERE x.indrelid = %s::regclass ORDER BY i.relname""", (table,)).fetchall()
     return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+# ------------------------------------------------------------------------------------------ hash index layout
+# PostgreSQL's rules, from src/backend/access/hash (hashpage.c: _hash_init, _hash_init_metabuffer, _hash_expandtable;
+# hashutil.c: _hash_spareindex, _hash_get_totalbuckets) and src/include/access/hash.h. The same in 15 and 18.
+
+HASH_ITEM_BYTES = 20
+"""One hash index entry: an 8-byte tuple header (with the row pointer), the 4-byte hash code padded to 8, and the
+4-byte line pointer. Fixed, whatever the indexed type: a hash index stores the hash code, not the value."""
+
+
+def _ceil_log2(n: int) -> int:
+    i, limit = 0, 1
+    while limit < n:
+        i, limit = i + 1, limit << 1
+    return i
+
+
+def _split_point(buckets: int) -> int:
+    """The split point (phase) that bucket count ``buckets`` falls in (``_hash_spareindex``)."""
+    group = _ceil_log2(buckets)
+    if group < 10:  # the first 10 split points (up to 512 buckets) double the buckets in one go
+        return group
+    return 10 + ((group - 10) << 2) + (((buckets - 1) >> (group - 3)) & 3)  # later ones in four quarter steps
+
+
+def _buckets_through(split_point: int) -> int:
+    """How many buckets exist once ``split_point`` is allocated (``_hash_get_totalbuckets``)."""
+    if split_point < 10:
+        return 1 << split_point
+    group = 10 + ((split_point - 10) >> 2)
+    half = 1 << (group - 1)
+    return half + (half >> 2) * (((split_point - 10) & 3) + 1)
+
+
+def hash_bucket_model(estimated_rows: float, rows: int, fillfactor: int = 75, page_bytes: int = 8192) -> dict[str, int]:
+    """Buckets of a hash index built when the planner estimated ``estimated_rows`` and holding ``rows`` (lesson 03).
+
+    * ``fill_target``: entries per bucket the index aims at, ``page_bytes * fillfactor / 100 // HASH_ITEM_BYTES``
+      (307 at the default fillfactor of 75);
+    * ``initial``: buckets created by ``CREATE INDEX``: estimated rows / fill_target, its whole part rounded up to
+      the end of its split point (powers of two up to 512 buckets, then quarter steps of the next power), at least 2;
+    * ``in_use``: after the rows went in: one bucket is split off each time the entries exceed fill_target x
+      buckets, so ``max(initial, ceil(rows / fill_target))``;
+    * ``allocated``: bucket pages the file holds: a split that starts a new split point allocates all of its
+      pages at once, so ``in_use`` rounded up to the end of its split point (the rest stay empty, "unused").
+    """
+    fill_target = max(10, page_bytes * fillfactor // 100 // HASH_ITEM_BYTES)
+    wanted = estimated_rows / fill_target
+    if wanted <= 2.0:
+        initial = 2
+    else:
+        initial = _buckets_through(_split_point(int(wanted)))  # the C code passes the double as uint32: truncated
+    in_use = max(initial, -(-rows // fill_target))
+    allocated = _buckets_through(_split_point(in_use))
+    return {"fill_target": fill_target, "initial": initial, "in_use": in_use, "allocated": allocated}
+
+
+def hash_layout(conn_or_lesson: Any, index: str) -> dict[str, Any]:
+    """The pages of hash index ``index`` by kind, from ``pgstathashindex`` (extension pgstattuple), plus its size.
+
+    Keys: ``pages`` (the file, from ``pg_relation_size``), ``meta`` (always 1), ``bucket``, ``unused`` (allocated,
+    never written), ``overflow``, ``bitmap``, ``live_items``, ``dead_items``, ``free_percent``. Creates the
+    pgstattuple extension in the lesson's database if it is not there yet.
+    """
+    conn = as_connection(conn_or_lesson)
+    available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pgstattuple'").fetchone()
+    if available is None:
+        raise RuntimeError("This server has no pgstattuple extension (part of PostgreSQL's contrib package): "
+                           "install it to read a hash index's pages by kind.")
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int AS pages, "
+            "bucket_pages, unused_pages, overflow_pages, bitmap_pages, live_items, dead_items, free_percent "
+            "FROM pgstathashindex(%s::regclass)", (index, index)).fetchone()
+    return {"pages": int(row["pages"]), "meta": 1, "bucket": int(row["bucket_pages"]),
+            "unused": int(row["unused_pages"]), "overflow": int(row["overflow_pages"]),
+            "bitmap": int(row["bitmap_pages"]), "live_items": int(row["live_items"]),
+            "dead_items": int(row["dead_items"]), "free_percent": float(row["free_percent"])}
 
 
 def index_columns(conn_or_lesson: Any, index: str) -> list[str]:

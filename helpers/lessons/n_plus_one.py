@@ -34,7 +34,8 @@ from helpers.fmt import fmt_time
 __all__ = [
     "make_models", "Artist", "Album", "Track", "Playlist", "Customer", "Invoice",
     "OrmRun", "time_orm", "at_most", "StatementBudgetExceeded",
-    "catalog", "invoice_totals", "engine_for",
+    "catalog", "invoice_totals", "engine_for", "track_siblings", "sibling_rows_expected",
+    "stat_statements", "reset_own_statements", "own_statements", "shape_label", "LatencyModel", "latency_model",
 ]
 
 
@@ -158,6 +159,32 @@ def invoice_totals(session: Session, stmt: Select) -> list[tuple[int, int, Decim
         invoices = customer.invoices
         out.append((customer.customer_id, len(invoices), sum((i.total for i in invoices), Decimal("0"))))
     return out
+
+
+def track_siblings(session: Session, stmt: Select) -> list[tuple[int, int, int]]:
+    """For each track ``stmt`` returns: (track_id, playlists, invoice lines): two sibling collections of one parent."""
+    return [(t.track_id, len(t.playlists), len(t.invoice_lines)) for t in session.scalars(stmt).unique()]
+
+
+def sibling_rows_expected(conn: Any, album_ids: list[int]) -> dict[str, int]:
+    """What the database holds for the tracks of ``album_ids``, to predict rows received exactly (lesson 04 §3).
+
+    ``joined``: rows of one ``LEFT OUTER JOIN`` of track with both its playlists and its invoice lines, the sum over
+    tracks of max(1, playlists) x max(1, lines) (a track with neither still gives one row). ``selectin``: the
+    tracks, plus one row per (track, playlist) pair, plus one row per invoice line: a sum, not a product.
+    """
+    conn = getattr(conn, "conn", conn)
+    tracks, pairs, lines, joined = conn.execute(
+        "WITH t AS (SELECT track_id FROM track WHERE album_id = ANY(%s)), "
+        "p AS (SELECT track_id, count(*) AS n FROM playlist_track WHERE track_id IN (SELECT track_id FROM t) "
+        "      GROUP BY track_id), "
+        "l AS (SELECT track_id, count(*) AS n FROM invoice_line WHERE track_id IN (SELECT track_id FROM t) "
+        "      GROUP BY track_id) "
+        "SELECT count(*), coalesce(sum(p.n), 0), coalesce(sum(l.n), 0), "
+        "       sum(greatest(coalesce(p.n, 0), 1) * greatest(coalesce(l.n, 0), 1)) "
+        "FROM t LEFT JOIN p USING (track_id) LEFT JOIN l USING (track_id)", (list(album_ids),)).fetchone()
+    return {"tracks": int(tracks), "playlist_pairs": int(pairs), "invoice_lines": int(lines),
+            "joined": int(joined or 0), "selectin": int(tracks) + int(pairs) + int(lines)}
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -286,6 +313,64 @@ def engine_for(conn: psycopg.Connection) -> Any:
     return create_engine("postgresql+psycopg://", creator=creator)
 
 
+# ---------------------------------------------------------------------------------------------- the server's view
+
+def stat_statements(conn: Any) -> str | None:
+    """``None`` if ``pg_stat_statements`` can be read in the lesson database, else one sentence saying why not.
+
+    Creates the extension in the lesson database if needed. The library must also be in
+    ``shared_preload_libraries`` (a server setting that needs a restart); lesson 09 covers the details.
+    """
+    conn = getattr(conn, "conn", conn)
+    if not conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_stat_statements'").fetchone()[0]:
+        return "This server does not ship pg_stat_statements (a contrib module): this part is skipped."
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT 1 FROM pg_stat_statements LIMIT 1").fetchall()
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        return ("pg_stat_statements is not in shared_preload_libraries on this server (it needs a restart): "
+                "this part is skipped.")
+    except psycopg.Error as exc:
+        return f"pg_stat_statements cannot be used here ({(exc.diag.message_primary or str(exc)).strip()}): skipped."
+    return None
+
+
+def _dbid(conn: Any) -> int:
+    return conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+
+
+def reset_own_statements(conn: Any) -> None:
+    """Forget this lesson database's ``pg_stat_statements`` entries, and only those (``reset(0, dbid, 0)``)."""
+    conn = getattr(conn, "conn", conn)
+    conn.execute("SELECT pg_stat_statements_reset(0, %s, 0)", (_dbid(conn),))
+
+
+def own_statements(conn: Any) -> list[dict]:
+    """This database's SELECTs on the store's tables in ``pg_stat_statements``, most calls first.
+
+    Each: ``calls``, ``rows``, ``total_exec_time`` (ms, execution only: planning is tracked only with
+    ``pg_stat_statements.track_planning``, network and client time never), ``query`` (normalised: ``$1``).
+    """
+    conn = getattr(conn, "conn", conn)
+    cur = conn.execute(
+        "SELECT calls, rows, total_exec_time, query FROM pg_stat_statements "
+        "WHERE dbid = %s AND query LIKE 'SELECT%%' AND query NOT LIKE '%%pg_stat%%' "
+        "AND query NOT LIKE '%%pg_database%%' ORDER BY calls DESC, query", (_dbid(conn),))
+    cols = [d.name for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def shape_label(query: str, width: int = 60) -> str:
+    """``SELECT ... FROM album WHERE album.artist_id = $1 ...``: the table and the WHERE of a normalised query."""
+    import re
+
+    q = " ".join(query.split())
+    m = re.search(r"\bFROM (\w+)", q)
+    w = re.search(r"\bWHERE (.*?)( ORDER BY| LIMIT|$)", q)
+    label = f"SELECT ... FROM {m.group(1) if m else '?'}" + (f" WHERE {w.group(1)}" if w else "")
+    return label if len(label) <= width else label[:width - 4] + " ..."
+
+
 # ---------------------------------------------------------------------------------------------- exercises
 
 CUSTOMER_LIMIT = 50
@@ -403,6 +488,7 @@ class LatencyRun:
     delay_ms: float
     run: OrmRun
     proxied_round_trips: float  # client messages the proxy delayed, per run
+    trip_s: float = 0.0  # fastest of 15 SELECT 1 through the proxy at this delay: what one round trip really costs
 
     @property
     def round_trips(self) -> int:
@@ -415,11 +501,15 @@ class LatencyRun:
 
 
 def latency_runs(lesson: Any, delays: tuple[float, ...], variants: dict[str, Callable[[Session], Any]], *,
-                 repeat: int = 3, warmup: int = 1) -> list[LatencyRun]:
+                 repeat: int = 3, warmup: int = 1, process: bool = True) -> list[LatencyRun]:
     """Time each variant through a :class:`helpers.latency.LatencyProxy` at each delay (lesson 04).
 
     The engine connects once before timing, so the connection's own start-up round trips are
-    not counted; ``proxied_round_trips`` is what the proxy saw per timed run.
+    not counted; ``proxied_round_trips`` is what the proxy saw per timed run. The proxy runs in a process
+    of its own (``process=True``): in the kernel's process its threads would wait for the client's
+    interpreter lock and each trip would cost well over the delay. ``trip_s`` is the fastest of 15
+    ``SELECT 1`` through the proxy at that delay, measured before the variants (the fastest: like the runs the
+    model compares, the least disturbed by other work on a shared machine).
     """
     from sqlalchemy import text
 
@@ -427,16 +517,58 @@ def latency_runs(lesson: Any, delays: tuple[float, ...], variants: dict[str, Cal
 
     out = []
     for delay in delays:
-        with delayed_engine(lesson, delay) as engine:
+        with delayed_engine(lesson, delay, process=process) as engine:
             with engine.connect() as c:  # open the pooled connection (start-up messages happen here)
                 c.execute(text("SELECT 1"))
+                trips = []
+                for _ in range(15):
+                    t0 = time.perf_counter()
+                    c.execute(text("SELECT 1")).all()
+                    trips.append(time.perf_counter() - t0)
+                trip = min(trips)
             for name, fn in variants.items():
                 for _ in range(warmup):
                     with Session(engine) as session:
                         fn(session)
                 before = engine.proxy.messages_up
                 run = time_orm(engine, fn, name=name, repeat=repeat, warmup=0)
-                out.append(LatencyRun(delay, run, (engine.proxy.messages_up - before) / repeat))
+                out.append(LatencyRun(delay, run, (engine.proxy.messages_up - before) / repeat, trip))
+    return out
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Predicted time of one variant at one delay: its time at 0 ms + round trips x (trip cost at D - at 0 ms)."""
+
+    name: str
+    delay_ms: float
+    round_trips: int
+    added_per_trip_s: float
+    predicted_s: float
+    measured_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_s / self.predicted_s
+
+
+def latency_model(runs: list[LatencyRun]) -> list[LatencyModel]:
+    """The model of lesson 04 §6, for every variant and delay > 0, from the runs themselves (fastest runs).
+
+    Base: the variant's fastest run at 0 ms added delay (client work, server work, loopback trips through the proxy).
+    Fastest runs, not medians: on a shared machine they are the least disturbed, on both sides of the comparison.
+    Each round trip then costs what ``SELECT 1`` measured it costs more at that delay than at 0 ms.
+    """
+    by = {(r.delay_ms, r.run.name): r for r in runs}
+    base_trip = {r.run.name: r.trip_s for r in runs if r.delay_ms == 0}
+    out = []
+    for r in runs:
+        if r.delay_ms == 0 or (0, r.run.name) not in by:
+            continue
+        zero = by[0, r.run.name]
+        added = r.trip_s - base_trip[r.run.name]
+        predicted = zero.run.best + r.round_trips * added
+        out.append(LatencyModel(r.run.name, r.delay_ms, r.round_trips, added, predicted, r.run.best))
     return out
 
 

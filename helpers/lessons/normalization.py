@@ -4,6 +4,7 @@
   columns: 0 means the dependency holds *in this data* (the data can refute a dependency, never prove it: that
   comes from what the columns mean).
 * :func:`fd_report` checks several dependencies at once, as a DataFrame.
+* :func:`result_difference` compares two queries' result sets (the same report asked of two designs).
 * :func:`sizes` reports rows, table and index sizes of groups of tables (deterministic: the same on 15 and 18).
 * Exercises ``02.determinant``, ``02.decompose`` and ``02.concurrent_refresh`` (solutions in
   :mod:`helpers.lessons.solutions.normalization`).
@@ -18,7 +19,7 @@ from psycopg import sql as pgsql
 from helpers.exercises import CheckResult, Exercise, register
 from helpers.timing import as_connection
 
-__all__ = ["fd_violations", "fd_report", "sizes", "pretty_bytes"]
+__all__ = ["fd_violations", "fd_report", "result_difference", "sizes", "pretty_bytes"]
 
 
 def _cols(columns: str | Sequence[str]) -> list[str]:
@@ -56,6 +57,22 @@ def fd_report(conn: Any, table: str, dependencies: Sequence[tuple[str, str, str]
         rows.append({"dependency": f"{', '.join(_cols(lhs))} → {', '.join(_cols(rhs))}", "kind": kind,
                      "violations": n, "holds in the data": n == 0})
     return pd.DataFrame(rows)
+
+
+def result_difference(conn: Any, a: str, b: str) -> tuple[int, int]:
+    """``(rows of a missing from b, rows of b missing from a)`` as multisets (``EXCEPT ALL``) (lesson 02).
+
+    ``(0, 0)`` means the two queries return the same rows, duplicates included; column names and order of
+    rows do not matter, the number and types of columns must match. ``a`` and ``b`` are trusted SQL
+    (the notebook's own queries), without a trailing semicolon.
+    """
+    conn = as_connection(conn)
+    a, b = a.strip().rstrip(";"), b.strip().rstrip(";")
+    row = conn.execute(
+        f"SELECT (SELECT count(*) FROM (({a}) EXCEPT ALL ({b})) AS d1), "
+        f"(SELECT count(*) FROM (({b}) EXCEPT ALL ({a})) AS d2)"
+    ).fetchone()
+    return int(row[0]), int(row[1])
 
 
 def pretty_bytes(n: int) -> str:

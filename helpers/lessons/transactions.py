@@ -238,6 +238,49 @@ class Contention:
                 f"{fmt_time(self.seconds / (self.workers * self.per_worker))} per decrement")
 
 
+def _run_workers(db: Any, label: str, workers: int, settings: list[tuple[str, tuple]],
+                 body: Callable[[int, Any], None]) -> float:
+    """Run ``body(i, conn)`` in ``workers`` threads, each on its own connection, all released at once by a barrier.
+
+    Returns the seconds from the release until the last worker finished. Each connection gets ``lock_timeout`` 20 s and
+    then runs ``settings``. A worker's exception is reported (one sentence, naming ``label``), never swallowed.
+    """
+    errors: list[str] = []
+    conns: list[psycopg.Connection] = []
+    barrier = threading.Barrier(workers + 1)
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            body(i, conns[i])
+        except Exception as exc:  # reported below, never swallowed
+            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    try:
+        for _ in range(workers):
+            c = connect_like(db, f"pdw:07-{label}")
+            c.execute("SET lock_timeout = '20s'")
+            for statement, params in settings:
+                c.execute(statement, params)
+            conns.append(c)
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(workers)]
+        for t in threads:
+            t.start()
+        barrier.wait(timeout=30)
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join(timeout=120)
+        seconds = time.perf_counter() - t0
+        if any(t.is_alive() for t in threads):
+            raise WorkbookError(f"The {label} workers did not finish within 120 s.")
+    finally:
+        for c in conns:
+            c.close()
+    if errors:
+        raise WorkbookError(f"{len(errors)} {label} worker(s) failed: {errors[0]}")
+    return seconds
+
+
 def hammer(db: Any, variant: str, *, workers: int = 8, per_worker: int = 50, think: float = 0.001,
            track: int | None = None, synchronous_commit: str = "off") -> Contention:
     """Run ``variant`` with ``workers`` threads, each on its own connection, each decrementing ``per_worker`` times.
@@ -264,43 +307,19 @@ def hammer(db: Any, variant: str, *, workers: int = 8, per_worker: int = 50, thi
         engine = create_engine("postgresql+psycopg://", creator=orm_connect, pool_size=workers, max_overflow=0)
         fn = _orm_worker_factory(engine)
     stats = [RetryStats() for _ in range(workers)]
-    errors: list[str] = []
-    conns: list[psycopg.Connection] = []
-    barrier = threading.Barrier(workers + 1)
 
-    def work(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for _ in range(per_worker):
-                fn(conns[i], tid, think, stats[i])
-        except Exception as exc:  # reported, never swallowed
-            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    def decrements(i: int, conn: Any) -> None:
+        for _ in range(per_worker):
+            fn(conn, tid, think, stats[i])
 
+    sync = ("SELECT set_config('synchronous_commit', %s, false)", (synchronous_commit,))
     try:
-        for _ in range(workers):
-            c = connect_like(db, "pdw:07-worker")
-            c.execute("SET lock_timeout = '20s'")
-            c.execute("SELECT set_config('synchronous_commit', %s, false)", (synchronous_commit,))
-            conns.append(c)
-        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(workers)]
-        for t in threads:
-            t.start()
-        barrier.wait(timeout=30)
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join(timeout=120)
-        seconds = time.perf_counter() - t0
-        if any(t.is_alive() for t in threads):
-            raise WorkbookError(f"The {variant} workers did not finish within 120 s.")
+        seconds = _run_workers(db, variant, workers, [sync], decrements)
     finally:
-        for c in conns:
-            c.close()
         if engine is not None:
             engine.dispose()
     after = conn0.execute("SELECT in_stock FROM stock WHERE track_id = %s", (tid,)).fetchone()[0]
-    if errors:
-        raise WorkbookError(f"{len(errors)} {variant} worker(s) failed: {errors[0]}")
-    return Contention(variant, workers, per_worker, before, after, seconds, sum(s.retries for s in stats), errors)
+    return Contention(variant, workers, per_worker, before, after, seconds, sum(s.retries for s in stats))
 
 
 def plot_contention(runs: dict[str, Contention]) -> Any:
@@ -374,52 +393,25 @@ def run_queue(db: Any, *, skip_locked: bool, workers: int = 4, work: float = 0.0
     take = TAKE[skip_locked]
     waits = [0.0] * workers
     empties = [0] * workers
-    errors: list[str] = []
-    conns: list[psycopg.Connection] = []
-    barrier = threading.Barrier(workers + 1)
 
-    def worker(i: int) -> None:
-        conn = conns[i]
-        try:
-            barrier.wait(timeout=30)
-            while True:
-                with conn.transaction():
-                    t = time.perf_counter()
-                    row = conn.execute(take).fetchone()
-                    waits[i] += time.perf_counter() - t
-                    if row is None:
-                        # plain FOR UPDATE + LIMIT 1 can come back empty when the row it waited for was taken
-                        if conn.execute("SELECT EXISTS (SELECT FROM job WHERE status = 'queued')").fetchone()[0]:
-                            empties[i] += 1
-                            continue
-                        return
-                    time.sleep(work)  # simulated work on the job
-                    conn.execute("UPDATE job SET status = 'done' WHERE job_id = %s", row)
-                    conn.execute("INSERT INTO job_done (job_id, worker) VALUES (%s, %s)", (row[0], i))
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    def take_jobs(i: int, conn: Any) -> None:
+        while True:
+            with conn.transaction():
+                t = time.perf_counter()
+                row = conn.execute(take).fetchone()
+                waits[i] += time.perf_counter() - t
+                if row is None:
+                    # plain FOR UPDATE + LIMIT 1 can come back empty when the row it waited for was taken
+                    if conn.execute("SELECT EXISTS (SELECT FROM job WHERE status = 'queued')").fetchone()[0]:
+                        empties[i] += 1
+                        continue
+                    return
+                time.sleep(work)  # simulated work on the job
+                conn.execute("UPDATE job SET status = 'done' WHERE job_id = %s", row)
+                conn.execute("INSERT INTO job_done (job_id, worker) VALUES (%s, %s)", (row[0], i))
 
-    try:
-        for _ in range(workers):
-            c = connect_like(db, "pdw:07-queue")
-            c.execute("SET lock_timeout = '20s'")
-            c.execute("SET synchronous_commit = off")  # as in hammer(): the lock hand-over, not the disk
-            conns.append(c)
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(workers)]
-        for t in threads:
-            t.start()
-        barrier.wait(timeout=30)
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join(timeout=120)
-        seconds = time.perf_counter() - t0
-        if any(t.is_alive() for t in threads):
-            raise WorkbookError("The queue workers did not finish within 120 s.")
-    finally:
-        for c in conns:
-            c.close()
-    if errors:
-        raise WorkbookError(f"{len(errors)} queue worker(s) failed: {errors[0]}")
+    # synchronous_commit off as in hammer(): the lock hand-over is measured, not the disk
+    seconds = _run_workers(db, "queue", workers, [("SET synchronous_commit = off", ())], take_jobs)
     done, distinct = conn0.execute("SELECT count(*), count(DISTINCT job_id) FROM job_done").fetchone()
     left = conn0.execute("SELECT count(*) FROM job WHERE status = 'queued'").fetchone()[0]
     return QueueRun(skip_locked, workers, jobs, done, distinct, left, seconds, sum(waits), sum(empties))
