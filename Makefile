@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 LAB_ARGS ?=
 
-.PHONY: lab test test-fast test-repeat install server-start server-stop server-status reset clean-venv
+.PHONY: lab test test-fast test-repeat install server-start server-stop server-status reset clean-venv student book
 
 lab: $(STAMP)            ## open JupyterLab with the embedded PostgreSQL running (or DATABASE_URL's server)
 	$(PY) -m helpers lab $(LAB_ARGS)
@@ -35,6 +35,17 @@ $(STAMP): pyproject.toml
 $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(TEST_STAMP)
+
+student: $(STAMP)        ## dist/student/: notebooks without outputs, helpers without the reference solutions
+	$(PY) -m helpers build student
+
+BOOK_STAMP := $(VENV)/.installed-book
+$(BOOK_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[book]'
+	@touch $(BOOK_STAMP)
+
+book: $(BOOK_STAMP)      ## dist/book/: the executed course as a static HTML site (stored outputs, nothing runs)
+	$(PY) -m helpers build book
 
 server-start: $(STAMP)
 	$(PY) -m helpers server start

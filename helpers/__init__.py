@@ -9,6 +9,9 @@ which gives the notebook its own database (see :mod:`helpers.db`). Importing thi
 
 What goes where, top to bottom (a layer may import the layers below it, never one above)::
 
+    helpers/build/       the builds an instructor or maintainer runs (python -m helpers build student|book): the
+                         student copy without the solutions, the course as a static HTML book, the instructor
+                         guide (reads the lessons' exercises, never the solutions)
     helpers/lessons/     lesson-only code, one module per notebook (indexing, n_plus_one, ...),
                          and lessons/solutions/, the reference solutions the tests run
     helpers/bench/       benchmarks a maintainer runs by hand (python -m helpers bench ...)
@@ -35,6 +38,7 @@ The rules, checked by ``tests/test_layout.py``:
 - the toolkit never imports a lesson or a benchmark, the data world imports only the core, the core imports nothing
   else from ``helpers``;
 - the workshop layer may import the toolkit, the data world and the core, never a lesson, a solution or a benchmark;
+- the builds may import the lessons (to read their exercises) but never the solutions;
 - a lesson does not import another lesson (what two lessons share belongs in the toolkit), and only the tests import
   ``lessons.solutions``;
 - no module imports, even lazily inside a function, a module that imports it back.

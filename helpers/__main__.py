@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers server|data|audit|reset|bench|workshop|lab ...`` (see ``--help``)."""
+"""Command line: ``python -m helpers server|data|audit|reset|bench|workshop|build|lab ...`` (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
@@ -120,6 +120,25 @@ def _workshop(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _build(args: argparse.Namespace) -> int:
+    if args.what == "student":
+        from helpers.build.student import build
+
+        r = build(args.out)
+        print(f"Student copy written to {r['path']}: {r['notebooks']} notebooks, outputs cleared, no reference "
+              f"solutions; {r['files']} files, {r['bytes'] / 1e6:.1f} MB.")
+        return 0
+    from helpers.build.book import build
+
+    r = build(args.out)
+    print(f"Book written to {r['path']}: {r['pages']} pages ({r['lessons']} lessons) in {r['seconds']:.0f} s; "
+          f"open {r['path']}/index.html.")
+    if r["external"]:
+        print(f"warning: pages load from other hosts: {r['external']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _lab(args: argparse.Namespace) -> int:
     """Keep the embedded server up for as long as JupyterLab runs (``make lab``)."""
     asks_for_help = any(a in ("-h", "--help", "--help-all") for a in args.rest)
@@ -187,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                        add_help=False)  # --help goes to the workshop command itself, which lists its actions
     w.add_argument("rest", nargs=argparse.REMAINDER, help="provision|status|teardown|loadtest and their options")
     w.set_defaults(func=_workshop)
+
+    bu = sub.add_parser("build", help="the student copy (no solutions) or the course as a static HTML book")
+    bu.add_argument("what", choices=["student", "book"])
+    bu.add_argument("--out", help="output directory (default dist/student or dist/book)")
+    bu.set_defaults(func=_build)
 
     lab = sub.add_parser("lab", help="run JupyterLab with the embedded server up (what `make lab` calls)")
     lab.add_argument("rest", nargs=argparse.REMAINDER)

@@ -13,9 +13,11 @@ import pytest
 import helpers.lessons
 
 PKG = Path(__file__).resolve().parent.parent / "helpers"
-RANK = {"core": 0, "data": 1, "toolkit": 2, "bench": 3, "lessons": 3, "workshop": 3, "solutions": 4, "cli": 5}
-#: Layers of the same rank that still may not import each other (the workshop runs notebooks, never lesson code).
-APART = {("workshop", "lessons"), ("workshop", "solutions"), ("workshop", "bench")}
+RANK = {"core": 0, "data": 1, "toolkit": 2, "bench": 3, "lessons": 3, "workshop": 3, "solutions": 4, "build": 4,
+        "cli": 5}
+#: Layers that still may not import each other although the ranks would allow it (the workshop runs notebooks, never
+#: lesson code; the builds read the lessons' exercises but must never carry a solution into the student copy).
+APART = {("workshop", "lessons"), ("workshop", "solutions"), ("workshop", "bench"), ("build", "solutions")}
 
 
 def module_name(path: Path) -> str:
@@ -127,5 +129,8 @@ def test_the_rules_catch_what_they_guard(tmp_path):
     assert not upward("helpers.workshop.loadtest", [(1, "helpers.db"), (2, "helpers.data.datasets")])
     assert upward("helpers.lessons.indexing", [(1, "helpers.lessons.solutions.indexing")])
     assert not upward("helpers.lessons.solutions.indexing", [(1, "helpers.lessons.indexing"), (2, "helpers.db")])
+    assert upward("helpers.build.guide", [(1, "helpers.lessons.solutions.indexing")])
+    assert not upward("helpers.build.guide", [(1, "helpers.lessons.indexing"), (2, "helpers.exercises")])
+    assert upward("helpers.lessons.indexing", [(1, "helpers.build.common")])
     assert cycles({"helpers.plans": {"helpers.timing"}, "helpers.timing": {"helpers.plans"}}) == [
         "helpers.plans -> helpers.timing -> helpers.plans"]

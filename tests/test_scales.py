@@ -1,8 +1,13 @@
-"""Every lesson runs top to bottom without an error at the smallest scale the README offers (`tiny`).
+"""Every lesson runs top to bottom without an error at the smallest scale the README offers (`tiny`), from the
+student copy.
 
 Stored outputs are compared only at `default` (nbval); here each notebook is executed in a real kernel with
-PDW_SCALE=tiny and only errors count. Lessons whose measurements need bigger tables say so in one sentence and use
-`default` (``lesson(..., min_scale="default")``); that path is exercised too. The `workshop` scale is left to
+PDW_SCALE=tiny and only errors count. The notebooks run from the student build (``python -m helpers build student``:
+outputs cleared, no reference solutions), installed in a fresh venv as a learner installs it (the ``student_copy``
+fixture in conftest.py), on the server of this test run. One run of each notebook so proves both claims: the lesson
+runs at tiny, and it runs from the student copy with every exercise unanswered ("not answered yet", no error).
+Lessons whose measurements need bigger tables say so in one sentence and use `default`
+(``lesson(..., min_scale="default")``); that path is exercised too. The `workshop` scale is left to
 `make test-repeat`, which runs this same test with PDW_TEST_SCALE=workshop (loading it takes minutes).
 """
 from __future__ import annotations
@@ -12,34 +17,31 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-#: The scale every notebook is run at: `tiny` in `make test`, `workshop` in `make test-repeat`.
+#: The scale every notebook is run at: `tiny` in `make test`, `workshop` in `make test-repeat` (the fixture
+#: student_copy loads it and sets PDW_SCALE for the copy's kernels).
 SCALE = os.environ.get("PDW_TEST_SCALE", "tiny")
-
-
-@pytest.fixture(scope="module")
-def scale_loaded():
-    from helpers import db
-
-    db.ensure_template(SCALE, progress=False)
+#: Checks known to say "not yet" without the words "not answered yet" before any attempt (they give no hint, so
+#: nothing is revealed); each is a lesson's to fix (set ``quiet_until_changed=True`` on its exercise), then drop it here.
+UNANSWERED_OTHERWISE = {
+    "10_patterns": ("Not yet. The table is as the setup left it",),  # 10.live_email
+}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_without_error_at_scale(scale_loaded, path, monkeypatch):
-    monkeypatch.setenv("PDW_SCALE", SCALE)  # inherited by the kernel
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-        pytest.fail(f"{path.name} at {SCALE}: {lines[-1][:300]}", pytrace=False)
-    first = "".join(nb.cells[[c.cell_type for c in nb.cells].index("code")].outputs[0].get("text", ""))
+def test_runs_without_error_at_scale(student_copy, path):
+    assert (student_copy.root / "notebooks" / path.name).exists(), f"{path.name} is missing from the student copy"
+    result = student_copy.run_notebook(path.name)
+    if not result["ok"]:
+        pytest.fail(f"{path.name} at {SCALE}, from the student copy: {result['error']}", pytrace=False)
+    first = result["first"]
     assert f"'{SCALE}' data set" in first or "'default' data set" in first, first[:300]
-    assert os.environ["PDW_SCALE"] == SCALE
+    # (whether a lesson has exercises at all is its own tests' business: lesson 11 has none yet)
+    for src, out in result["checks"]:
+        if out.startswith(UNANSWERED_OTHERWISE.get(path.stem, ("\0",))):
+            continue
+        assert "not answered yet" in out, f"{path.name}: an exercise check with no answer printed {out[:300]!r} ({src[:80]!r})"
