@@ -474,6 +474,7 @@ register(Exercise(
     setup_fn=_setup_live_email,
     checker=_check_live_email,
     lesson="10_patterns",
+    quiet_until_changed=True,  # no hint before the learner has changed anything
 ))
 
 register(Exercise(
