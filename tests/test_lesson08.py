@@ -1,7 +1,8 @@
 """Lesson 08 (migrations): measured locks, rewrites, the writer, squawk, and the exercises' verdicts.
 
-Lock modes, rewrites (relfilenode) and invalid indexes are asserted exactly; the writer's rows only with wide
-margins (counts, never times).
+Lock modes, rewrites (relfilenode) and invalid indexes are asserted exactly; the writer's rows are counted while
+the build's lock is seen granted (exact), never timed. The exercises' bound on the writer's wait (1.5 s) is tested
+with answers that hold a conflicting lock for 3 s.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_plain_index_blocks_the_writer_concurrent_does_not(les):
     assert plain["error"] is None and conc["error"] is None
     assert plain["lock"] == "ShareLock" and conc["lock"] == "ShareUpdateExclusiveLock"
     # exact: no INSERT finishes while the ShareLock is granted (2 for the watcher's timestamps)
-    assert plain["rows_in_lock"] <= 2 and plain["longest_gap"] >= 0.5 * plain["seconds"], plain
+    assert plain["rows_in_lock"] <= 2, plain   # (no time ratio here: at tiny scale a build lasts ~50 ms)
     assert conc["rows_during"] >= 3
     les.run("DROP INDEX mig_t_plain, mig_t_conc")
 
