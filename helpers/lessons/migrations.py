@@ -75,13 +75,43 @@ def mine(obj, name, type_, reflected, compare_to):
     return type_ != "table" or name.startswith("mig_al_")
 
 
-opts = dict(target_metadata=meta, version_table="mig_alembic_version", include_object=mine)
+# one transaction per revision: without it Alembic runs ALL pending revisions in ONE transaction on PostgreSQL,
+# and the locks of the first revision stay held until the last one commits
+opts = dict(target_metadata=meta, version_table="mig_alembic_version", include_object=mine,
+            transaction_per_migration=True)
 if context.is_offline_mode():
     context.configure(url="postgresql://", literal_binds=True, dialect_name="postgresql", **opts)
+    context.execute("SET lock_timeout = '2s'")   # in the SQL a DBA runs
 else:
-    context.configure(connection=cfg.attributes["connection"], **opts)
+    connection = cfg.attributes["connection"]
+    connection.exec_driver_sql("SET lock_timeout = '2s'")   # a migration never queues for long (lesson 08, section 3)
+    connection.commit()
+    context.configure(connection=connection, **opts)
 with context.begin_transaction():
     context.run_migrations()
+'''
+
+# revision 0002 as a human edits it: the rename kept as a rename (the rows keep their tags)
+_REV2_EDITED = '''def upgrade() -> None:
+    op.alter_column('mig_al_track_tag', 'tag', new_column_name='label')
+    op.add_column('mig_al_track_tag', sa.Column('added_at', sa.DateTime(timezone=True),
+                                                server_default=sa.text('now()'), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column('mig_al_track_tag', 'added_at')
+    op.alter_column('mig_al_track_tag', 'label', new_column_name='tag')
+'''
+
+# revision 0003, hand-written: autogenerate never writes CONCURRENTLY, nor the COMMIT it needs
+_REV3 = '''def upgrade() -> None:
+    with op.get_context().autocommit_block():   # CREATE INDEX CONCURRENTLY cannot run in a transaction block
+        op.create_index('mig_al_track_tag_track', 'mig_al_track_tag', ['track_id'], postgresql_concurrently=True)
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.drop_index('mig_al_track_tag_track', table_name='mig_al_track_tag', postgresql_concurrently=True)
 '''
 
 
@@ -118,20 +148,29 @@ def _body(path: Path) -> str:
 class AlembicDemo:
     rev1: str = ""
     rev2: str = ""
+    rev2_error: str = ""            # revision 0002 as generated, on a table with rows
+    tags_dropadd: tuple[int, int] = (0, 0)   # non-NULL tags before / after 0002 with label made nullable
+    rev2_edited: str = ""
+    tags_rename: tuple[int, int] = (0, 0)    # non-NULL tags before / after the hand-edited 0002
+    rev3: str = ""
+    indexes_after_0003: list[str] = field(default_factory=list)
     offline_sql: str = ""
     tables_after_upgrade: list[str] = field(default_factory=list)
     columns_after_v2: list[str] = field(default_factory=list)
     columns_after_downgrade: list[str] = field(default_factory=list)
+    tags_after_downgrade: int = 0
     tables_after_base: list[str] = field(default_factory=list)
 
 
 def alembic_demo(db: Any) -> AlembicDemo:
-    """Autogenerate two revisions from the model (v1, then v2), upgrade, downgrade, print offline SQL.
+    """Autogenerate two revisions from the model (v1, then v2), apply them to a table with rows, hand-edit the
+    rename, add a CONCURRENTLY revision, downgrade, print offline SQL.
 
     The script directory is a temporary directory, deleted at the end; nothing is written to the checkout. The
     version table is ``mig_alembic_version``; both it and the table are dropped again (downgrade to base).
     """
     import alembic
+    import sqlalchemy.exc
     from alembic import command
     from alembic.config import Config
 
@@ -154,32 +193,75 @@ def alembic_demo(db: Any) -> AlembicDemo:
             return [r[0] for r in db.conn.execute(
                 "SELECT relname FROM pg_class WHERE relname LIKE 'mig\\_al%' AND relkind = 'r' ORDER BY 1")]
 
+        def tags() -> int:   # rows whose tag (or label) is not NULL
+            col = "label" if "label" in cols() else "tag"
+            return db.conn.execute(f"SELECT count({col}) FROM mig_al_track_tag").fetchone()[0]
+
+        def online(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+            with db.engine.connect() as c:
+                cfg.attributes["connection"] = c
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):  # "Generating <temp path> ... done"
+                        return fn(cfg, *args, **kw)
+                finally:
+                    c.rollback()
+                    c.exec_driver_sql("RESET lock_timeout")   # the pooled connection goes back as it came
+                    c.commit()
+
+        def write(script: Any, body: str) -> None:
+            path = Path(script.path)
+            text = path.read_text()
+            path.write_text(text[:text.index("def upgrade")] + body)
+            shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)   # no stale compiled revision
+
         with db.engine.begin() as c:  # start clean if a previous run was interrupted
             c.exec_driver_sql("DROP TABLE IF EXISTS mig_al_track_tag, mig_alembic_version")
-        for version, rev, msg in ((1, "0001", "track tags"), (2, "0002", "tag label")):
-            cfg.attributes["metadata"] = _models(version)
-            with db.engine.begin() as c:
-                cfg.attributes["connection"] = c
-                with contextlib.redirect_stdout(io.StringIO()):  # "Generating <temp path> ... done"
-                    script = command.revision(cfg, message=msg, autogenerate=True, rev_id=rev)
-            body = _body(Path(script.path))
-            with db.engine.begin() as c:
-                cfg.attributes["connection"] = c
-                command.upgrade(cfg, "head")
-            if version == 1:
-                out.rev1, out.tables_after_upgrade = body, tables()
-            else:
-                out.rev2, out.columns_after_v2 = body, cols()
-        with db.engine.begin() as c:
-            cfg.attributes["connection"] = c
-            command.downgrade(cfg, "-1")
+        cfg.attributes["metadata"] = _models(1)
+        script1 = online(command.revision, message="track tags", autogenerate=True, rev_id="0001")
+        out.rev1 = _body(Path(script1.path))
+        online(command.upgrade, "head")
+        out.tables_after_upgrade = tables()
+        db.conn.execute("""INSERT INTO mig_al_track_tag (tag_id, track_id, tag)
+            SELECT row_number() OVER (ORDER BY track_id), track_id, (ARRAY['calm', 'live', 'remix'])[
+                row_number() OVER (ORDER BY track_id)] FROM (SELECT track_id FROM track ORDER BY track_id LIMIT 3) t""")
+
+        cfg.attributes["metadata"] = _models(2)
+        script2 = online(command.revision, message="tag label", autogenerate=True, rev_id="0002")
+        out.rev2 = generated = _body(Path(script2.path))
+        try:  # as generated: ADD COLUMN label ... NOT NULL on a table with rows
+            online(command.upgrade, "head")
+        except sqlalchemy.exc.DBAPIError as exc:
+            orig = exc.orig
+            out.rev2_error = f"{orig.sqlstate}: {orig.diag.message_primary}"
+        # as generated but with the added columns nullable: it runs, and the tags are gone (the downgrade
+        # brings the column back, not the tags)
+        write(script2, re.sub(r"(Column\('(?:label|tag)'.*?nullable=)False", r"\1True", generated))
+        before = tags()
+        online(command.upgrade, "head")
+        out.tags_dropadd = (before, tags())
+        online(command.downgrade, "-1")
+        db.conn.execute("UPDATE mig_al_track_tag SET tag = (ARRAY['calm', 'live', 'remix'])[tag_id]")
+        # as a human edits it: a rename
+        write(script2, _REV2_EDITED)
+        out.rev2_edited = _REV2_EDITED.strip()
+        before = tags()
+        online(command.upgrade, "head")
+        out.tags_rename = (before, tags())
+        out.columns_after_v2 = cols()
+        script3 = online(command.revision, message="track index", rev_id="0003")
+        write(script3, _REV3)
+        out.rev3 = _REV3.strip()
+        online(command.upgrade, "head")
+        out.indexes_after_0003 = [r[0] for r in db.conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'mig_al_track_tag' ORDER BY 1")]
+        online(command.downgrade, "0001")
         out.columns_after_downgrade = cols()
+        out.tags_after_downgrade = tags()
         command.upgrade(cfg, "base:head", sql=True)
         out.offline_sql = "\n".join(line for line in buf.getvalue().splitlines()
                                     if line.strip() and not line.startswith("--"))
+        online(command.downgrade, "base")
         with db.engine.begin() as c:
-            cfg.attributes["connection"] = c
-            command.downgrade(cfg, "base")
             c.exec_driver_sql("DROP TABLE IF EXISTS mig_alembic_version")
         out.tables_after_base = tables()
     finally:
@@ -222,8 +304,8 @@ def lock_table(conn: psycopg.Connection) -> Any:
         got = locks_taken(conn, sql, relations=("mig_small", "track"))
         mode = got.get("mig_small", "")
         rows.append({"statement": label, "lock on the table": mode,
-                     "blocks writes": "yes" if mode in BLOCKS_WRITES else "no",
-                     "blocks reads": "yes" if mode == "AccessExclusiveLock" else "no",
+                     "conflicts with writes (Table 13.2)": "yes" if mode in BLOCKS_WRITES else "no",
+                     "conflicts with reads (Table 13.2)": "yes" if mode == "AccessExclusiveLock" else "no",
                      "other table": (f"track: {got['track']}" if "track" in got else "")})
     conn.execute("ALTER TABLE mig_small DROP CONSTRAINT mig_small_ms_nonneg")
     return pd.DataFrame(rows)
@@ -281,14 +363,29 @@ def rewrite(conn: psycopg.Connection, sql: str, table: str = COPY) -> dict[str, 
     return {"sql": sql, "rewrite": after != before, "seconds": seconds}
 
 
-def step_locks(conn: psycopg.Connection, sql: str, tables: tuple[str, ...] = (COPY,)) -> dict[str, Any]:
+def step_locks(conn: psycopg.Connection, sql: str, tables: tuple[str, ...] = (COPY,), *,
+               debug: bool = False) -> dict[str, Any]:
     """Run ``sql`` in its own transaction and commit it; return the strongest lock it held on ``tables`` and the time.
 
-    Unlike helpers.locks.locks_taken this keeps the change (the lesson goes on from it).
+    Unlike helpers.locks.locks_taken this keeps the change (the lesson goes on from it). With ``debug`` the
+    statement runs with ``client_min_messages = debug1`` (for that transaction only) and the server's messages
+    are returned under "notices" (e.g. SET NOT NULL saying that a valid CHECK makes its scan unnecessary).
     """
+    notices: list[str] = []
+
+    def on_notice(diag: Any) -> None:
+        notices.append(diag.message_primary or "")
+
     with conn.transaction():
+        if debug:
+            conn.execute("SET LOCAL client_min_messages = debug1")
+            conn.add_notice_handler(on_notice)
         t0 = time.perf_counter()
-        conn.execute(sql)
+        try:
+            conn.execute(sql)
+        finally:
+            if debug:
+                conn.remove_notice_handler(on_notice)
         seconds = time.perf_counter() - t0
         rows = conn.execute("""SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
             WHERE l.pid = pg_backend_pid() AND l.granted AND c.relname = ANY(%s)""", (list(tables),)).fetchall()
@@ -296,7 +393,7 @@ def step_locks(conn: psycopg.Connection, sql: str, tables: tuple[str, ...] = (CO
     for rel, mode in rows:
         if rel not in modes or LOCK_MODES.index(mode) > LOCK_MODES.index(modes[rel]):
             modes[rel] = mode
-    return {"locks": modes, "seconds": seconds}
+    return {"locks": modes, "seconds": seconds, "notices": notices}
 
 
 # ---------------------------------------------------------------------------------------------- the writer
@@ -357,6 +454,9 @@ class Writer:
 def writer_during(source: Any, conn: psycopg.Connection, sql: str, table: str = COPY) -> dict[str, Any]:
     """Run ``sql`` on ``conn`` while a :class:`Writer` inserts; return the writer's rows during it and around it."""
     seen: set[str] = set()
+    # when the watcher first and last saw the DDL's strongest lock granted: while a lock that conflicts with the
+    # writer's RowExclusiveLock is granted, no INSERT can finish (an exact count, not a timing)
+    held: list[float] = []
     stop = threading.Event()
     monitor = connect_like(source, "pdw:08 monitor")
 
@@ -364,8 +464,12 @@ def writer_during(source: Any, conn: psycopg.Connection, sql: str, table: str = 
         while not stop.is_set():
             rows = monitor.execute("SELECT mode FROM pg_locks WHERE pid = %s AND relation = %s::regclass AND granted",
                                    (conn.info.backend_pid, table)).fetchall()
-            seen.update(r[0] for r in rows)
-            time.sleep(0.005)  # polling interval only
+            now = time.monotonic()
+            modes = {r[0] for r in rows}
+            seen.update(modes)
+            if modes:
+                held.append(now)
+            time.sleep(0.02)  # polling interval only (pg_locks takes every lock-manager partition lock: not faster)
 
     watcher = threading.Thread(target=watch, daemon=True, name="pdw-lock-watch")
     with Writer(source, table) as w:
@@ -381,6 +485,9 @@ def writer_during(source: Any, conn: psycopg.Connection, sql: str, table: str = 
         watcher.join(10)
         monitor.close()
         during = w.rows_between(t0, t1)
+        # strictly inside [first seen, last seen] of the lock; 0 expected for a lock that conflicts with INSERT
+        in_lock = sum(1 for t in list(w.done) if held and held[0] < t < held[-1])
+        gap = w.longest_gap(t0, t1)
         # the writer's normal rate, measured for as long as the DDL took (at least 0.3 s)
         t2 = time.monotonic()
         while time.monotonic() - t2 < max(0.3, t1 - t0):
@@ -389,8 +496,8 @@ def writer_during(source: Any, conn: psycopg.Connection, sql: str, table: str = 
         errors = list(w.errors)
     strongest = max(seen, key=LOCK_MODES.index) if seen else None
     return {"sql": sql, "seconds": t1 - t0, "rows_during": during, "rows_after": after, "error": error,
-            "lock": strongest,
-            "writer_errors": errors}
+            "lock": strongest, "lock_seen_seconds": (held[-1] - held[0]) if held else 0.0, "rows_in_lock": in_lock,
+            "longest_gap": gap, "writer_errors": errors}
 
 
 def try_ddl(conn: psycopg.Connection, sql: str) -> str:
@@ -422,7 +529,8 @@ def backfill(conn: psycopg.Connection, lo: int, hi: int, batch: int, *, progress
         times.append(time.perf_counter() - b0)
         bar.update(end - start)
     bar.close()
-    return {"batch": batch, "batches": len(times), "total": time.perf_counter() - t0, "longest": max(times)}
+    return {"batch": batch, "batches": len(times), "total": time.perf_counter() - t0, "longest": max(times),
+            "median": sorted(times)[len(times) // 2]}
 
 
 # ---------------------------------------------------------------------------------------------- squawk
@@ -440,7 +548,13 @@ def squawk(sql: str) -> list[tuple[int, str]]:
         path = Path(tmp) / "migration.sql"
         path.write_text(sql)
         proc = subprocess.run([exe, "--reporter", "json", str(path)], capture_output=True, text=True, timeout=60)
-    found = json.loads(proc.stdout or "[]")
+    try:
+        found = json.loads(proc.stdout)
+    except ValueError:
+        found = None
+    if not isinstance(found, list):
+        raise WorkbookError(f"squawk did not report (exit code {proc.returncode}): "
+                            f"{(proc.stderr or proc.stdout).strip()[:300]}")
     # line numbers -> statement numbers
     line_of: dict[int, int] = {}
     lines = sql.splitlines()
@@ -469,27 +583,58 @@ def _statements(answer: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", answer) if s.strip() and not s.strip().startswith("--")]
 
 
+# The longest the writer may wait during the learner's migration. A correct answer holds a conflicting lock for
+# milliseconds; the bound is wide so that a stall of the shared machine never refuses one.
+MAX_WRITER_WAIT = 1.5
+
+
 def _run_migration(conn: psycopg.Connection, answer: str) -> tuple[dict[str, Any], str | None]:
-    """Run the learner's statements (each on its own, autocommit) while a writer inserts into mig_ex."""
+    """Run the learner's statements (each on its own, autocommit) while a writer inserts into mig_ex.
+
+    They run on a connection of their own (a ``SET`` in the answer does not stay on the lesson's connection).
+    After each statement that leaves no transaction open, the next one is sent only once the writer has
+    committed another row (as in production, where the writer never pauses between two migration steps).
+    """
     before = relfilenode(conn, EX_TABLE)
     err = None
-    with Writer(conn, EX_TABLE) as w:
-        t0 = time.monotonic()
-        for stmt in _statements(answer):
-            try:
-                conn.execute(stmt)
-            except psycopg.Error as exc:
-                err = f"{exc.sqlstate}: {(exc.diag.message_primary or '').strip()}"
-                if re.search(r"(?i)set\s+not\s+null", stmt):
-                    err += " [set not null]"
-                break
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("ROLLBACK")  # a BEGIN without its COMMIT, or a failed statement inside one
-        t1 = time.monotonic()
-        stats = {"rows_during": w.rows_between(t0, t1), "longest_gap": w.longest_gap(t0, t1),
-                 "writer_errors": list(w.errors)}
+    updates = 0
+    learner = connect_like(conn, "pdw:08 learner")
+    try:
+        with Writer(conn, EX_TABLE) as w:
+            t0 = time.monotonic()
+            for stmt in _statements(answer):
+                try:
+                    learner.execute(stmt)
+                except psycopg.Error as exc:
+                    err = f"{exc.sqlstate}: {(exc.diag.message_primary or '').strip()}"
+                    if re.search(r"(?i)set\s+not\s+null", stmt):
+                        err += " [set not null]"
+                    break
+                if re.match(r"(?is)\s*update\b", stmt):
+                    updates += 1
+                if learner.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    n0, deadline = len(w.done), time.monotonic() + 10
+                    while len(w.done) <= n0 and not w.errors and time.monotonic() < deadline:
+                        time.sleep(0.005)  # polling the writer's own counter
+            if learner.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                learner.execute("ROLLBACK")  # a BEGIN without its COMMIT, or a failed statement inside one
+            t1 = time.monotonic()
+            stats = {"rows_during": w.rows_between(t0, t1), "longest_gap": w.longest_gap(t0, t1),
+                     "writer_errors": list(w.errors), "updates": updates}
+    finally:
+        learner.close()
     stats["rewrite"] = relfilenode(conn, EX_TABLE) != before
     return stats, err
+
+
+def _too_long(stats: dict[str, Any]) -> str | None:
+    """The hint when the writer waited longer than MAX_WRITER_WAIT during the migration, else None."""
+    if stats["longest_gap"] <= MAX_WRITER_WAIT:
+        return None
+    return (f"The writer waited {stats['longest_gap']:.1f} s for one INSERT (the bound is {MAX_WRITER_WAIT} s). "
+            "A lock that conflicts with its RowExclusiveLock (ALTER TABLE's ACCESS EXCLUSIVE, LOCK TABLE, a plain "
+            "CREATE INDEX's SHARE) is held until the transaction that took it ends: do not wrap the DDL in "
+            "BEGIN ... COMMIT with other work, and keep each migration step in a short transaction of its own.")
 
 
 def _check_not_null(conn: psycopg.Connection, answer: Any) -> CheckResult:
@@ -519,13 +664,18 @@ def _check_not_null(conn: psycopg.Connection, answer: Any) -> CheckResult:
     if col is None:
         wrong = "There is no column plan on mig_ex."
     elif stats["rewrite"]:
-        wrong = ("The table was rewritten (its relfilenode changed): a volatile default such as now() or random(), "
+        wrong = ("The table was rewritten (its relfilenode changed): a volatile default such as clock_timestamp() "
+                 "or random(), "
                  "or a type change, copies every row under an ACCESS EXCLUSIVE lock that blocks the writer (and "
-                 "every reader) for the whole copy. Use a constant default.")
+                 "every reader) for the whole copy. Use a constant (or any non-volatile) default.")
     elif updated >= rows // 2:
-        wrong = (f"{updated:,} of the {rows:,} rows were UPDATEd: filling the column with one UPDATE locks every row until it "
-                 "commits and leaves as many dead rows. Since PostgreSQL 11 ADD COLUMN with a constant DEFAULT "
-                 "fills existing rows without touching them.")
+        n = stats["updates"]
+        wrong = (f"{updated:,} of the {rows:,} rows were UPDATEd ({n} UPDATE statement{'s' if n != 1 else ''}): "
+                 "rewriting every row leaves as many dead row versions and locks each row until its statement "
+                 "commits. Since PostgreSQL 11 ADD COLUMN with a constant DEFAULT fills existing rows without "
+                 "touching them.")
+    elif _too_long(stats):
+        wrong = _too_long(stats)
     elif not col[0]:
         wrong = "Column plan accepts NULLs: it must be NOT NULL."
     elif col[1] is None or "free" not in col[1]:
@@ -550,7 +700,8 @@ register(Exercise(
     prompt=("mig_ex is a copy of plays that a writer keeps inserting into. Write a migration (SQL, one string; "
             "several statements separated by ';' are run one after another, each in its own transaction) that adds "
             "a column plan of type text, NOT NULL, whose value is 'free' for every existing and new row. The check "
-            "runs it while a writer inserts and refuses a rewrite of the table or an UPDATE of every row."),
+            "runs it while a writer inserts and refuses a rewrite of the table, an UPDATE of every row, or a "
+            "migration during which the writer waited longer than 1.5 s for one INSERT."),
     setup_fn=_setup_ex,
     checker=_check_not_null,
     answer_kind=str,
@@ -578,15 +729,19 @@ def _check_index(conn: psycopg.Connection, answer: Any) -> CheckResult:
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
         WHERE i.indrelid = %s::regclass AND NOT i.indisprimary""", (EX_TABLE,)).fetchall()
     invalid = [r[0] for r in idx if not r[1]]
-    good = [r for r in idx if r[1] and re.search(r"\(customer_id(, played_at)?\)", r[2])]
+    # any valid index whose first key column is customer_id (from the catalog, not the index definition's text)
+    good = conn.execute("""SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = %s::regclass AND i.indisvalid AND a.attname = 'customer_id'""", (EX_TABLE,)).fetchall()
     if err and err.startswith("25001"):
         _setup_ex(conn)
         return CheckResult(False, "CREATE INDEX CONCURRENTLY cannot run inside a transaction block (25001): it commits "
                                   "between its phases. Send it on its own, without BEGIN.")
     if invalid:
         _setup_ex(conn)
-        return CheckResult(False, f"The build failed ({err}) and left the INVALID index {invalid[0]}: it is not used "
-                                  "by queries but still updated on every write. Drop it (DROP INDEX CONCURRENTLY) "
+        return CheckResult(False, f"The build failed ({err}) and left the INVALID index {invalid[0]}: it is never used "
+                                  "by queries (and once a build has reached its ready phase, it is still updated on "
+                                  "every write). Drop it (DROP INDEX CONCURRENTLY) "
                                   "and build a valid one; a UNIQUE index cannot be built over duplicates.")
     if err:
         _setup_ex(conn)
@@ -594,8 +749,12 @@ def _check_index(conn: psycopg.Connection, answer: Any) -> CheckResult:
     if not good:
         _setup_ex(conn)
         return CheckResult(False, "There is no valid index that starts with customer_id on mig_ex.")
-    return CheckResult(True, f"A valid index on mig_ex (customer_id), built while the writer inserted "
-                             f"{stats['rows_during']:,} rows.")
+    if _too_long(stats):
+        _setup_ex(conn)
+        return CheckResult(False, _too_long(stats) + " The table was set up again.")
+    return CheckResult(True, f"A valid index on mig_ex led by customer_id, built while the writer inserted "
+                             f"{stats['rows_during']:,} rows and never waited longer than "
+                             f"{stats['longest_gap'] * 1000:,.0f} ms.")
 
 
 register(Exercise(
@@ -603,7 +762,8 @@ register(Exercise(
     title="Index a table that is being written to",
     prompt=("Queries look plays up by customer. Write a migration (SQL string) that adds an index on "
             "mig_ex (customer_id) while a writer keeps inserting: the writer must not wait for the build, and "
-            "the migration must not leave anything broken behind."),
+            "the migration must not leave anything broken behind. The check refuses a migration during which the "
+            "writer waited longer than 1.5 s for one INSERT."),
     setup_fn=_setup_ex,
     checker=_check_index,
     answer_kind=str,
