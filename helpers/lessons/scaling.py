@@ -38,11 +38,18 @@ STRATEGIES = ("connect per request", "psycopg_pool", "PgBouncer (transaction mod
 
 
 def cores() -> int:
-    """CPU cores this process may use."""
+    """CPU cores this process may use: the affinity mask, lowered by a cgroup v2 CPU quota (``docker --cpus``)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, round(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
 
 
 @dataclass
@@ -175,10 +182,17 @@ def compare_connections(server: "private.PrivateServer", bouncer: Any, *, rounds
     return {s: sorted(rs, key=lambda r: r.rate)[len(rs) // 2] for s, rs in runs.items()}
 
 
-def server_backends(server: "private.PrivateServer") -> int:
-    """Client backends on the server now, not counting the connection that asks."""
-    return server.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                         "AND pid <> pg_backend_pid()")
+def server_backends(server: "private.PrivateServer", settle_at: int | None = None, timeout: float = 10) -> int:
+    """Client backends on the server, not counting the connection that asks. With ``settle_at``: poll (with a
+    timeout) until at most that many remain, since a backend whose client just closed takes a moment to exit."""
+    q = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+         "AND pid <> pg_backend_pid()")
+    deadline = time.monotonic() + timeout
+    n = server.scalar(q)
+    while settle_at is not None and n > settle_at and time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = server.scalar(q)
+    return n
 
 
 def transaction_mode_breaks(bouncer: Any, dbname: str = "one") -> dict[str, Any]:
@@ -402,7 +416,7 @@ COLD_STATES = ("disk cold", "OS cache warm, shared_buffers cold", "shared_buffer
 
 def cache_cold_warm(server: "private.PrivateServer", rows: int = 100_000) -> dict[str, Any]:
     """Restart the server (shared_buffers start empty) and drop the table's files from the OS cache, then scan it
-    three times: disk cold; after pg_buffercache_evict_relation() (PostgreSQL 17+, the OS cache still warm); warm.
+    three times: disk cold; after pg_buffercache_evict_relation() (PostgreSQL 18; the OS cache still warm); warm.
     Per scan: shared hit/read from EXPLAIN (BUFFERS), the read time from track_io_timing, pages cached after."""
     server.sql("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
     server.sql("DROP TABLE IF EXISTS cached")
