@@ -27,7 +27,7 @@ def _need_bouncer() -> None:
 
 @pytest.fixture(scope="module")
 def srv():
-    with private.spawn("t11_conn") as server:
+    with private.spawn("t11_conn", L.SETUP_LOG) as server:
         yield server
 
 
@@ -38,7 +38,10 @@ def mem():
 
 
 def test_pool_beats_connect_per_request(srv):
+    since = L.log_offset(srv)
     direct = L.bench("connect per request", srv, clients=4, per_client=20)
+    setup = L.connection_setup(srv, since)
+    assert setup["connections"] >= 80 and 0 < setup["fork ms"] < setup["total ms"] < direct.p50 * 1000
     pooled = L.bench("psycopg_pool", srv, clients=4, per_client=100, pool_size=2)
     assert direct.errors == pooled.errors == 0 and direct.requests == 80 and pooled.requests == 400
     assert 1.5 < pooled.rate / direct.rate < 1000

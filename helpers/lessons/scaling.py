@@ -28,7 +28,7 @@ import psycopg
 from helpers import private
 from helpers.core.errors import WorkbookError
 
-__all__ = ["STRATEGIES", "Result", "bench", "compare_connections", "server_backends", "transaction_mode_breaks",
+__all__ = ["STRATEGIES", "Result", "bench", "SETUP_LOG", "log_offset", "connection_setup", "compare_connections", "server_backends", "transaction_mode_breaks",
            "prepared_with_tracking", "pool_sizing", "plot_pool_sizing", "pool_sizes",
            "POOL_SETTINGS", "make_work_table", "sqlalchemy_engine", "cores", "SORT_ROWS", "make_sort_table", "sort_with",
            "temp_files", "drop_os_cache", "IN_CACHE", "COLD_STATES", "cache_cold_warm", "make_scan_table", "parallel_scan", "SETTINGS_FIRST"]
@@ -193,6 +193,30 @@ def server_backends(server: "private.PrivateServer", settle_at: int | None = Non
         time.sleep(0.05)
         n = server.scalar(q)
     return n
+
+
+#: The private server of the connection section logs each connection's set-up time (PostgreSQL 18).
+SETUP_LOG = {"log_connections": "setup_durations"}
+
+
+def log_offset(server: "private.PrivateServer") -> int:
+    """The server log's current size: pass it to :func:`connection_setup` to read only what follows."""
+    path = server.root / "server.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def connection_setup(server: "private.PrivateServer", since: int = 0) -> dict[str, float]:
+    """Medians (ms) of the ``connection ready: setup total=..., fork=..., authentication=...`` lines that
+    ``log_connections = 'setup_durations'`` (PostgreSQL 18) wrote after byte ``since``; and how many there were."""
+    with open(server.root / "server.log", "rb") as fh:
+        fh.seek(since)
+        text = fh.read().decode(errors="replace")
+    rows = [tuple(float(x) for x in m) for m in re.findall(
+        r"connection ready: setup total=([\d.]+) ms, fork=([\d.]+) ms, authentication=([\d.]+) ms", text)]
+    if not rows:
+        return {"connections": 0}
+    return {"connections": len(rows), **{k: statistics.median(r[i] for r in rows)
+                                          for i, k in enumerate(("total ms", "fork ms", "authentication ms"))}}
 
 
 def transaction_mode_breaks(bouncer: Any, dbname: str = "one") -> dict[str, Any]:
