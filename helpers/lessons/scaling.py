@@ -4,13 +4,17 @@ Everything that is measured here runs on **private** PostgreSQL 18 servers (:mod
 server the rest of the workbook uses: the lesson changes their settings, restarts them and puts PgBouncer in
 front of one, which it must never do to the learner's server. They stop with the notebook's kernel.
 
-* :func:`bench`: requests/s and p95 latency of N concurrent clients, connecting per request, through a
-  ``psycopg_pool`` pool, or through PgBouncer (:mod:`helpers.pgbouncer`).
-* :func:`transaction_mode_breaks`: what transaction pooling does to ``SET``, advisory locks and prepared statements.
-* :func:`pool_sizing`, :func:`plot_pool_sizing`: throughput and p95 as the pool grows past the core count.
+* :func:`bench`, :func:`compare_connections`: requests/s and p95 latency of N concurrent clients, connecting per
+  request, through a ``psycopg_pool`` pool, or through PgBouncer (:mod:`helpers.pgbouncer`); :func:`connection_setup`
+  reads the server's own set-up time per connection (``log_connections = 'setup_durations'``, PostgreSQL 18);
+  :func:`server_backends` counts the server's client backends.
+* :func:`transaction_mode_breaks`, :func:`prepared_with_tracking`: what transaction pooling does to ``SET``, advisory
+  locks and prepared statements, and prepared statements with PgBouncer 1.21+'s ``max_prepared_statements``.
+* :func:`pool_sizes`, :func:`pool_sizing`, :func:`plot_pool_sizing`: throughput, p95, and wall vs CPU time per query
+  as the pool grows past the core count.
 * :data:`POOL_SETTINGS`: SQLAlchemy's pool settings next to Prisma's.
-* :func:`sort_with`, :func:`cache_cold_warm`, :func:`parallel_scan`: work_mem spills, shared_buffers, parallel
-  workers.
+* :func:`sort_with` (``COLLATE "C"`` by default), :func:`cache_cold_warm` (disk cold, OS-cache warm, warm),
+  :func:`parallel_scan`: work_mem spills, shared_buffers, parallel workers.
 """
 from __future__ import annotations
 
@@ -307,7 +311,7 @@ def pool_sizing(server: "private.PrivateServer", sizes=(1, 2, 4, 8, 16), *, clie
     return pd.DataFrame(rows).set_index("pool size")
 
 
-def plot_pool_sizing(df: pd.DataFrame, ncores: int):
+def plot_pool_sizing(df: pd.DataFrame, ncores: int, clients: int | None = None):
     import matplotlib.pyplot as plt
 
     fig, ax1 = plt.subplots(figsize=(7, 3.2))
@@ -325,7 +329,7 @@ def plot_pool_sizing(df: pd.DataFrame, ncores: int):
     ax2.set_ylim(bottom=0)
     ax1.axvline(ncores, color="grey", lw=1, ls=":")
     ax1.text(ncores, 0, f" {ncores} cores", color="grey", va="bottom")
-    ax1.set_title(f"Throughput and p95 latency, {max(df.index)} concurrent clients")
+    ax1.set_title(f"Throughput and p95 latency, {clients or max(df.index)} concurrent clients")
     fig.tight_layout()
     return fig
 
