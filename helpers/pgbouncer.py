@@ -15,6 +15,11 @@ macOS ``brew install pgbouncer``. :func:`missing` says in one sentence why it ca
 It runs with only a unix socket, in a work directory of the private server, as the server's user when root (PgBouncer
 refuses to run as root). It dies with the process that started it three ways: :meth:`Bouncer.stop` (also at exit),
 the Linux parent-death signal (a ``kill -9`` of the kernel), and it is a child of that process besides.
+The parent-death signal is tied to the *thread* that started it: start PgBouncer from the main thread (a bouncer
+started from a worker thread gets the signal when that thread ends).
+
+``max_prepared_statements`` (PgBouncer 1.21+, default 0 until 1.23 and 200 since 1.24) is written to the
+configuration only when this PgBouncer knows it, so the same call behaves the same on 1.18 and on 1.24+.
 """
 from __future__ import annotations
 
@@ -103,8 +108,10 @@ class Bouncer:
         return psycopg.connect(self.dsn(dbname), autocommit=True, connect_timeout=5, **kwargs)
 
     def stop(self) -> None:
+        """SIGINT (PgBouncer's "safe shutdown": the same on 1.18 and 1.23+, where SIGTERM waits for every client
+        to disconnect), then a kill if it has not exited within 5 s."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -124,9 +131,13 @@ class Bouncer:
 
 
 def start(server: "private.PrivateServer", *, pool_size: int = 4, pool_mode: str = "transaction",
-          max_client_conn: int = 200, extra_dbs: dict[str, int] | None = None, timeout: float = 15) -> Bouncer:
+          max_client_conn: int = 200, extra_dbs: dict[str, int] | None = None,
+          max_prepared_statements: int | None = None, timeout: float = 15) -> Bouncer:
     """Start PgBouncer in front of a private server: database ``postgres`` with ``pool_size`` server connections,
-    plus each ``extra_dbs`` alias (name -> pool size) pointing at the same database."""
+    plus each ``extra_dbs`` alias (name -> pool size) pointing at the same database.
+
+    ``max_prepared_statements``: written only on PgBouncer 1.21+ (older ones have no such setting and never track
+    prepared statements); None leaves the version's default (0 before 1.24, 200 since)."""
     why = require()
     if why:
         raise WorkbookError(why)
@@ -144,7 +155,9 @@ def start(server: "private.PrivateServer", *, pool_size: int = 4, pool_mode: str
         f"pool_mode = {pool_mode}", f"max_client_conn = {int(max_client_conn)}",
         f"default_pool_size = {int(pool_size)}",
         f"logfile = {wd / 'pgbouncer.log'}", f"pidfile = {wd / 'pgbouncer.pid'}",
-        "ignore_startup_parameters = extra_float_digits,options",
+        "ignore_startup_parameters = extra_float_digits",
+        *([f"max_prepared_statements = {int(max_prepared_statements)}"]
+          if max_prepared_statements is not None and version() >= (1, 21) else []),
         "",
     ])
     (wd / "pgbouncer.ini").write_text(ini)
