@@ -215,11 +215,13 @@ def hash_bucket_model(estimated_rows: float, rows: int, fillfactor: int = 75, pa
     * ``fill_target``: entries per bucket the index aims at, ``page_bytes * fillfactor / 100 // HASH_ITEM_BYTES``
       (307 at the default fillfactor of 75);
     * ``initial``: buckets created by ``CREATE INDEX``: estimated rows / fill_target, its whole part rounded up to
-      the end of its split point (powers of two up to 512 buckets, then quarter steps of the next power), at least 2;
+      the end of its split point (powers of two up to 512 buckets; beyond, each doubling is done in four equal
+      phases, e.g. 512 -> 640 -> 768 -> 896 -> 1024), at least 2;
     * ``in_use``: after the rows went in: one bucket is split off each time the entries exceed fill_target x
       buckets, so ``max(initial, ceil(rows / fill_target))``;
-    * ``allocated``: bucket pages the file holds: a split that starts a new split point allocates all of its
-      pages at once, so ``in_use`` rounded up to the end of its split point (the rest stay empty, "unused").
+    * ``allocated``: bucket pages the file holds: a split that starts a new split point (a phase, beyond 512
+      buckets) allocates all of its pages at once, so ``in_use`` rounded up to the end of that split point or
+      phase (the rest stay empty, "unused").
     """
     fill_target = max(10, page_bytes * fillfactor // 100 // HASH_ITEM_BYTES)
     wanted = estimated_rows / fill_target
@@ -230,6 +232,23 @@ def hash_bucket_model(estimated_rows: float, rows: int, fillfactor: int = 75, pa
     in_use = max(initial, -(-rows // fill_target))
     allocated = _buckets_through(_split_point(in_use))
     return {"fill_target": fill_target, "initial": initial, "in_use": in_use, "allocated": allocated}
+
+
+def build_row_estimate(conn_or_lesson: Any, table: str) -> float:
+    """The row count a ``CREATE INDEX`` on ``table`` starts from now (lesson 03).
+
+    Index builds size themselves with the planner's ``estimate_rel_size``: the density ``reltuples / relpages``
+    recorded by the last ANALYZE, VACUUM or index build, times the table's current number of pages. (Not
+    ``reltuples`` itself: a table that grew since its last ANALYZE is scaled up.) Only for a table analyzed at
+    least once and not empty; otherwise the planner guesses from the row width, which this does not model.
+    """
+    conn = as_connection(conn_or_lesson)
+    reltuples, relpages, pages = conn.execute(
+        "SELECT reltuples, relpages, pg_relation_size(oid) / current_setting('block_size')::int "
+        "FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
+    if reltuples < 0 or relpages <= 0:
+        raise ValueError(f"{table} has no row estimate yet: run ANALYZE {table} first.")
+    return float(round(reltuples / relpages * pages))
 
 
 def hash_layout(conn_or_lesson: Any, index: str) -> dict[str, Any]:
