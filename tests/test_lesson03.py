@@ -285,3 +285,21 @@ def test_hash_layout_matches_the_model_on_the_server(conn):
     assert layout["bucket"] == model["in_use"] and layout["bucket"] + layout["unused"] == model["allocated"]
     assert layout["pages"] == 1 + model["allocated"] + layout["overflow"] + layout["bitmap"]
     assert layout["live_items"] == 30000
+
+
+def test_build_row_estimate_scales_the_analyzed_density_to_the_current_pages(conn):
+    """A hash build sizes itself from reltuples / relpages x current pages, not from a stale reltuples."""
+    from helpers.lessons.indexing import build_row_estimate, hash_bucket_model, hash_layout
+
+    conn.execute("CREATE TABLE t03.g (k int)")   # filled by INSERT both times: the same rows per page
+    conn.execute("INSERT INTO t03.g SELECT g % 997 FROM generate_series(1, 30000) AS g")
+    with pytest.raises(ValueError, match="ANALYZE"):
+        build_row_estimate(conn, "t03.g")                 # never analyzed: no estimate to scale
+    conn.execute("ANALYZE t03.g")
+    conn.execute("INSERT INTO t03.g SELECT g % 997 FROM generate_series(1, 30000) AS g")  # doubles, not analyzed
+    estimated = build_row_estimate(conn, "t03.g")
+    assert 58_000 < estimated < 62_000
+    conn.execute("CREATE INDEX t03_g_hash ON t03.g USING hash (k)")
+    model, layout = hash_bucket_model(estimated, 60000), hash_layout(conn, "t03.t03_g_hash")
+    assert model["initial"] == 256 and hash_bucket_model(30000, 60000)["initial"] == 128  # stale reltuples: wrong
+    assert layout["bucket"] == model["in_use"] and layout["bucket"] + layout["unused"] == model["allocated"]
