@@ -197,7 +197,7 @@ def _split_point(buckets: int) -> int:
     group = _ceil_log2(buckets)
     if group < 10:  # the first 10 split points (up to 512 buckets) double the buckets in one go
         return group
-    return 10 + ((group - 10) << 2) + (((buckets - 1) >> (group - 3)) & 3)  # later ones in four quarter steps
+    return 10 + ((group - 10) << 2) + (((buckets - 1) >> (group - 3)) & 3)  # later ones in four equal phases
 
 
 def _buckets_through(split_point: int) -> int:
