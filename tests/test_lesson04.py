@@ -207,6 +207,24 @@ def test_pg_stat_statements_counts_the_n_plus_one(les):
     assert calls == sorted([1, 10, _albums_of_first(les, 10)])
 
 
+def test_own_statements_of_retries_when_the_server_evicts(les, monkeypatch):
+    from helpers.lessons import n_plus_one as m
+
+    if m.stat_statements(les):
+        pytest.skip("no pg_stat_statements")
+    stmt = select(Artist).order_by(Artist.artist_id).limit(10)
+
+    def page():
+        with Session(les.engine) as session:
+            catalog(session, stmt)
+
+    rows = m.own_statements_of(les, page)
+    assert rows is not None and sorted(r["calls"] for r in rows) == sorted([1, 10, _albums_of_first(les, 10)])
+    ticks = iter(range(100))     # every reading of dealloc moves: every try sees an eviction
+    monkeypatch.setattr(m, "statements_evicted", lambda conn: next(ticks))
+    assert m.own_statements_of(les, page, tries=2) is None
+
+
 def test_latency_model_arithmetic():
     from types import SimpleNamespace
 
@@ -221,6 +239,24 @@ def test_latency_model_arithmetic():
     assert (m.name, m.delay_ms, m.round_trips) == ("lazy", 5, 125)
     assert m.predicted_s == pytest.approx(0.050 + 125 * 0.005)
     assert m.ratio == pytest.approx(0.700 / 0.675)
+
+
+def test_latency_slope_cancels_the_base():
+    from types import SimpleNamespace
+
+    from helpers.lessons.n_plus_one import LatencyRun, latency_slope
+
+    def run(delay, name, best, trips, trip_s):
+        r = SimpleNamespace(name=name, median=best * 1.1, best=best)
+        return LatencyRun(delay, r, trips, trip_s)  # type: ignore[arg-type]
+
+    # a base of 0.3 s (say, a disturbed run) is in both runs and drops out of the slope
+    runs = [run(1, "lazy", 0.300 + 125 * 0.0011, 125, 0.0013), run(5, "lazy", 0.300 + 125 * 0.0052, 125, 0.0054)]
+    s = latency_slope(runs, "lazy", 1, 5)
+    assert (s.name, s.lo_ms, s.hi_ms, s.round_trips) == ("lazy", 1, 5, 125)
+    assert s.per_trip_s == pytest.approx(0.0041)
+    assert s.trip_diff_s == pytest.approx(0.0041)
+    assert s.ratio == pytest.approx(1.0)
 
 
 def test_latency_runs_measure_the_trip_cost_in_a_proxy_process(les):

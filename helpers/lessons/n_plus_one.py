@@ -360,6 +360,29 @@ def own_statements(conn: Any) -> list[dict]:
     return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
+def statements_evicted(conn: Any) -> int:
+    """``pg_stat_statements_info.dealloc``: how many times the server has evicted entries (server-wide, PG 14+)."""
+    conn = getattr(conn, "conn", conn)
+    return conn.execute("SELECT dealloc FROM pg_stat_statements_info").fetchone()[0]
+
+
+def own_statements_of(conn: Any, page: Any, tries: int = 3) -> list[dict] | None:
+    """Reset this database's entries, run ``page()``, read them back (``own_statements``).
+
+    ``pg_stat_statements`` keeps at most ``pg_stat_statements.max`` shapes for the whole server; when other databases
+    fill it, it evicts the least-used entries, possibly one of ours between the reset and the read. If
+    ``pg_stat_statements_info.dealloc`` moved meanwhile, the reading is retried, at most ``tries`` times; ``None``
+    if every try saw an eviction."""
+    for _ in range(tries):
+        before = statements_evicted(conn)
+        reset_own_statements(conn)
+        page()
+        rows = own_statements(conn)
+        if statements_evicted(conn) == before:
+            return rows
+    return None
+
+
 def shape_label(query: str, width: int = 60) -> str:
     """``SELECT ... FROM album WHERE album.artist_id = $1 ...``: the table and the WHERE of a normalised query."""
     import re
@@ -570,6 +593,33 @@ def latency_model(runs: list[LatencyRun]) -> list[LatencyModel]:
         predicted = zero.run.best + r.round_trips * added
         out.append(LatencyModel(r.run.name, r.delay_ms, r.round_trips, added, predicted, r.run.best))
     return out
+
+
+@dataclass(frozen=True)
+class LatencySlope:
+    """How one variant's time grows between two delays, per round trip, against what ``SELECT 1`` measured.
+
+    ``per_trip_s`` = (fastest run at ``hi`` - fastest run at ``lo``) / round trips; ``trip_diff_s`` = trip cost at
+    ``hi`` - trip cost at ``lo``. The variant's base (client work, server work, loopback) is in both runs and cancels."""
+
+    name: str
+    lo_ms: float
+    hi_ms: float
+    round_trips: int
+    per_trip_s: float
+    trip_diff_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.per_trip_s / self.trip_diff_s
+
+
+def latency_slope(runs: list[LatencyRun], name: str, lo_ms: float, hi_ms: float) -> LatencySlope:
+    """The slope check of lesson 04 §6: time added per round trip between two delays vs the measured trip cost."""
+    by = {(r.delay_ms, r.run.name): r for r in runs}
+    lo, hi = by[lo_ms, name], by[hi_ms, name]
+    per_trip = (hi.run.best - lo.run.best) / hi.round_trips
+    return LatencySlope(name, lo_ms, hi_ms, hi.round_trips, per_trip, hi.trip_s - lo.trip_s)
 
 
 def plot_growth(parents: list[int], series: dict[str, list[float]], title: str,
