@@ -68,3 +68,9 @@ def test_the_path_check_finds_a_checkout_path():
     assert MACHINE_PATH.search("Server: PostgreSQL 18.6 (embedded, socket in /work/main/var/pgdata)")
     assert MACHINE_PATH.search("see /home/ana/pdw/var/pgdata/log")
     assert not MACHINE_PATH.search("socket in var/pgdata; https://www.postgresql.org/docs/18/index.html")
+
+
+def test_the_course_has_its_fourteen_lessons():
+    """One notebook per lesson 00-13 of the curriculum, no gaps, no duplicates, no drafts left in notebooks/."""
+    numbers = [p.name[:2] for p in NOTEBOOKS]
+    assert numbers == [f"{n:02d}" for n in range(14)], [p.name for p in NOTEBOOKS]
