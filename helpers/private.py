@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 import psutil
 import psycopg
@@ -47,7 +47,7 @@ from helpers.core import server as _server
 from helpers.core import settings
 from helpers.core.errors import WorkbookError
 
-__all__ = ["WorkbookError", "PrivateServer", "spawn", "available", "ensure_space", "private_root", "bin", "running", "sweep", "own_dir", "run_tool", "workspace"]
+__all__ = ["WorkbookError", "PrivateServer", "spawn", "available", "ensure_space", "private_root", "bin", "running", "sweep", "own_dir", "run_tool", "workspace", "PerDatabase"]
 
 _MAX_SOCKET_PATH = 100
 _LIVE: dict[str, "PrivateServer"] = {}
@@ -475,3 +475,30 @@ if __name__ == "__main__":  # python -m helpers.private --watch PID STARTED ROOT
     else:
         print("usage: python -m helpers.private --watch PID STARTED ROOT SOCK", file=sys.stderr)
         sys.exit(2)
+
+
+T = TypeVar("T")
+
+
+class PerDatabase(Generic[T]):
+    """The private servers an exercise's setup made, kept per lesson database (lessons 11 and 12).
+
+    :meth:`replace` stops what an earlier setup on the same lesson database left running, then makes and keeps the
+    new set; :meth:`get` returns it while ``alive`` says it is usable, else None (the setup has not run, or its
+    servers were stopped since).
+    """
+
+    def __init__(self, alive: Callable[[T], bool], stop: Callable[[T], None]) -> None:
+        self._alive, self._stop = alive, stop
+        self._items: dict[str, T] = {}
+
+    def get(self, conn: psycopg.Connection) -> T | None:
+        item = self._items.get(conn.info.dbname)
+        return item if item is not None and self._alive(item) else None
+
+    def replace(self, conn: psycopg.Connection, make: Callable[[], T]) -> T:
+        old = self._items.pop(conn.info.dbname, None)
+        if old is not None:
+            self._stop(old)
+        item = self._items[conn.info.dbname] = make()
+        return item

@@ -529,22 +529,23 @@ class Scenario:
     base: Path
 
 
-_SCENARIOS: dict[str, Scenario] = {}
+_SCENARIOS: private.PerDatabase[Scenario] = private.PerDatabase(lambda sc: not sc.primary.stopped,
+                                                                lambda sc: sc.primary.stop())
 
 
 def exercise_scenario(db: Any) -> Scenario:
     """The private servers of exercise 12.pitr for this lesson database (made by its setup)."""
-    conn = as_connection(db)
-    sc = _SCENARIOS.get(conn.info.dbname)
-    if sc is None or sc.primary.stopped:
+    sc = _SCENARIOS.get(as_connection(db))
+    if sc is None:
         raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
     return sc
 
 
 def _setup_pitr(conn: psycopg.Connection) -> None:
-    old = _SCENARIOS.pop(conn.info.dbname, None)
-    if old is not None:
-        old.primary.stop()
+    _SCENARIOS.replace(conn, lambda: _pitr_scenario(conn))
+
+
+def _pitr_scenario(conn: psycopg.Connection) -> Scenario:
     for srv in private.running():
         if srv.name.startswith("ex12"):
             srv.stop()
@@ -564,7 +565,7 @@ def _setup_pitr(conn: psycopg.Connection) -> None:
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO ex_pitr_expected VALUES (%s, %s)", list(expected.items()))
     primary.pg_stop()  # the damaged server is shut down; the base backup and the archive are what's left
-    _SCENARIOS[conn.info.dbname] = Scenario(primary, archive, base)
+    return Scenario(primary, archive, base)
 
 
 def _check_pitr(conn: psycopg.Connection, answer: Any) -> CheckResult:

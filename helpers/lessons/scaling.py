@@ -715,26 +715,25 @@ def global_unique_violation(cluster: replicas.ShardCluster) -> dict:
 
 # ---------------------------------------------------------------- exercise 11.read_your_writes
 
-_PAIRS: dict[str, replicas.Pair] = {}
+_PAIRS: private.PerDatabase[replicas.Pair] = private.PerDatabase(lambda p: not p.primary.stopped, lambda p: p.stop())
 
 
 def exercise_pair(db: Any) -> replicas.Pair:
     """The primary + standby of exercise 11.read_your_writes (made by its setup)."""
-    conn = as_connection(db)
-    p = _PAIRS.get(conn.info.dbname)
-    if p is None or p.primary.stopped:
+    p = _PAIRS.get(as_connection(db))
+    if p is None:
         raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
     return p
 
 
 def _setup_ryw(conn: psycopg.Connection) -> None:
-    old = _PAIRS.pop(conn.info.dbname, None)
-    if old is not None:
-        old.stop()
-    p = replicas.pair("ex11_primary", "ex11_standby")
-    p.primary.sql("CREATE TABLE ex_orders (id serial PRIMARY KEY, note text NOT NULL)")
-    replicas.wait_for_lsn(p.standby, replicas.current_lsn(p.primary))
-    _PAIRS[conn.info.dbname] = p
+    def make() -> replicas.Pair:
+        p = replicas.pair("ex11_primary", "ex11_standby")
+        p.primary.sql("CREATE TABLE ex_orders (id serial PRIMARY KEY, note text NOT NULL)")
+        replicas.wait_for_lsn(p.standby, replicas.current_lsn(p.primary))
+        return p
+
+    _PAIRS.replace(conn, make)
 
 
 def _run_with_lag(p: replicas.Pair, fn: Callable, note: str, lag: float) -> tuple[Any, float, str | None]:
@@ -777,8 +776,8 @@ def _mentions(answer: Any, word: str) -> bool:
 
 
 def _check_ryw(conn: psycopg.Connection, answer: Any) -> CheckResult:
-    p = _PAIRS.get(conn.info.dbname)
-    if p is None or p.primary.stopped:
+    p = _PAIRS.get(conn)
+    if p is None:
         return CheckResult(False, "Run the exercise's setup cell first (ex.setup(db)).")
     rng = random.Random(time.time_ns())
     lags = (round(rng.uniform(*RYW_SHORT_LAG), 2), round(rng.uniform(*RYW_LONG_LAG), 2))
@@ -842,14 +841,14 @@ register(Exercise(
 
 # ---------------------------------------------------------------- exercise 11.route_shard
 
-_CLUSTERS: dict[str, replicas.ShardCluster] = {}
+_CLUSTERS: private.PerDatabase[replicas.ShardCluster] = private.PerDatabase(lambda c: not c.coordinator.stopped,
+                                                                             lambda c: c.stop())
 
 
 def exercise_cluster(db: Any) -> replicas.ShardCluster:
     """The coordinator and shards of exercise 11.route_shard (made by its setup)."""
-    conn = as_connection(db)
-    c = _CLUSTERS.get(conn.info.dbname)
-    if c is None or c.coordinator.stopped:
+    c = _CLUSTERS.get(as_connection(db))
+    if c is None:
         raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
     return c
 
@@ -859,15 +858,12 @@ EX_CUSTOMERS = sorted(random.Random(11).sample(range(1, 101), 20))
 
 
 def _setup_route(conn: psycopg.Connection) -> None:
-    old = _CLUSTERS.pop(conn.info.dbname, None)
-    if old is not None:
-        old.stop()
-    _CLUSTERS[conn.info.dbname] = replicas.shard_cluster(n_orders=2_000, n_customers=100)
+    _CLUSTERS.replace(conn, lambda: replicas.shard_cluster(n_orders=2_000, n_customers=100))
 
 
 def _check_route(conn: psycopg.Connection, answer: Any) -> CheckResult:
-    cluster = _CLUSTERS.get(conn.info.dbname)
-    if cluster is None or cluster.coordinator.stopped:
+    cluster = _CLUSTERS.get(conn)
+    if cluster is None:
         return CheckResult(False, "Run the exercise's setup cell first (ex.setup(db)).")
     names = cluster.shard_names()
     n = len(names)
