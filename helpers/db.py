@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
@@ -68,6 +69,8 @@ class Target:
             netloc = (f"[{host}]" if ":" in host else host) + (f":{kw['port']}" if kw.get("port") else "")
         elif host:
             query["host"] = host
+            if str(kw.get("port") or "5432") != "5432":  # a socket's port names its file, .s.PGSQL.<port>
+                query["port"] = kw["port"]
         qs = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in query.items())
         return f"postgresql+psycopg://{auth}{netloc}/{dbname or kw.get('dbname') or 'postgres'}" + (f"?{qs}" if qs else "")
 
@@ -104,7 +107,8 @@ def target() -> Target:
         kwargs.setdefault("dbname", "postgres")
         return Target(kwargs, "DATABASE_URL")
     server.ensure_running(hold=True)
-    return Target({"host": str(server.socket_dir()), "user": "postgres", "dbname": "postgres"}, "embedded")
+    return Target({"host": str(server.socket_dir()), "port": str(server.port()), "user": "postgres",
+                   "dbname": "postgres"}, "embedded")
 
 
 # ---------------------------------------------------------------- connecting, with clear errors
@@ -230,10 +234,11 @@ def owner_of(conn: psycopg.Connection, dbname: str) -> str | None:
     return row[0] if row else None
 
 
-def drop_own(conn: psycopg.Connection, dbname: str) -> bool:
+def drop_own(conn: psycopg.Connection, dbname: str, *, force: bool = True) -> bool:
     """Drop a database only if the workbook created it (marker present) and the connected role owns it.
 
-    Refuses anything else with one sentence; returns False if the database does not exist.
+    Refuses anything else with one sentence; returns False if the database does not exist. ``force=False`` leaves
+    a database that sessions are connected to (the drop fails) instead of ending them.
     """
     try:
         mark = marker_of(conn, dbname)
@@ -248,10 +253,34 @@ def drop_own(conn: psycopg.Connection, dbname: str) -> bool:
             f"Database {dbname!r} exists but was not created by the workbook (or its creation was interrupted), so "
             f"it is left untouched; if it is yours to discard, drop it yourself (DROP DATABASE \"{dbname}\").")
     try:
-        conn.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(dbname)))
+        drop_database(conn, dbname, force=force)
     except psycopg.Error as exc:
         raise WorkbookError(f"Could not drop {dbname!r}: {explain_sql_error(exc)}.") from None
     return True
+
+
+def drop_database(conn: psycopg.Connection, dbname: str, *, force: bool = True) -> None:
+    """DROP DATABASE, ending the sessions in it first if ``force``, also when the connected role is not a superuser.
+
+    The caller has checked that the database is its own to drop. ``WITH (FORCE)`` refuses a role that is not a
+    superuser when an autovacuum worker is in the database: the worker has no role, so the check that the caller may
+    end each process fails for it (``TerminateOtherDBBackends`` in ``procarray.c``). A plain DROP DATABASE ends
+    autovacuum workers itself and waits up to 5 seconds for other sessions to leave (``CountOtherDBBackends``), so
+    then the sessions the role may end are ended first and the drop is made without FORCE.
+    """
+    ident = pgsql.Identifier(dbname)
+    if not force:
+        conn.execute(pgsql.SQL("DROP DATABASE {}").format(ident))
+        return
+    try:
+        conn.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))
+        return
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                 "AND pid <> pg_backend_pid() AND usesysid IS NOT NULL AND pg_has_role(usesysid, 'USAGE')",
+                 (dbname,))
+    conn.execute(pgsql.SQL("DROP DATABASE {}").format(ident))
 
 
 def create_own(conn: psycopg.Connection, dbname: str, *, template: str | None = None, **info: Any) -> None:
@@ -271,7 +300,6 @@ def create_own(conn: psycopg.Connection, dbname: str, *, template: str | None = 
             if attempt == 19:
                 raise WorkbookError(f"Template {template!r} stayed busy; close other sessions using it and retry.") \
                     from None
-            import time
             time.sleep(0.25)
         except psycopg.errors.InvalidParameterValue:
             if template:
@@ -285,13 +313,25 @@ def create_own(conn: psycopg.Connection, dbname: str, *, template: str | None = 
 
 
 @contextlib.contextmanager
-def advisory_lock(conn: psycopg.Connection, name: str) -> Iterator[None]:
-    """A server-wide lock so two processes never build the same template at once (waits as long as it takes)."""
-    if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0]:
-        print(f"Waiting for another process that is loading {name} ...", file=sys.stderr, flush=True)
-        conn.execute("SET lock_timeout = 0")
-        conn.execute("SET statement_timeout = 0")
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+def advisory_lock(conn: psycopg.Connection, name: str, *, quiet_s: float = 3.0) -> Iterator[None]:
+    """A server-wide lock so two processes never build the same template at once (waits as long as it takes).
+
+    Every lesson takes it for a moment to check its template, so two lessons opened at once (two test workers, two
+    notebooks) meet here: the first ``quiet_s`` seconds of waiting are silent, and only a longer wait, another
+    process loading the data, is said.
+    """
+    def got() -> bool:
+        return conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0]
+
+    deadline = time.monotonic() + quiet_s
+    while not got():
+        if time.monotonic() >= deadline:
+            print(f"Waiting for another process that is loading {name} ...", file=sys.stderr, flush=True)
+            conn.execute("SET lock_timeout = 0")
+            conn.execute("SET statement_timeout = 0")
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+            break
+        time.sleep(0.05)
     try:
         yield
     finally:

@@ -124,6 +124,14 @@ def test_cli_start_status_url_stop(home):
     assert tcp == f"postgresql://postgres@127.0.0.1:{port}/postgres"
     with psycopg.connect(tcp) as conn:  # what a GUI client would use
         assert conn.execute("SELECT 1").fetchone() == (1,)
+    # With TCP the server's one port also names its socket file (.s.PGSQL.<port>): socket clients must follow it.
+    sock = cli("url").stdout.strip()
+    assert sock.endswith(f"&port={port}"), sock
+    with psycopg.connect(sock) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    code = "from helpers import db\nwith db.connect() as c: print(c.execute('SELECT 1').fetchone()[0])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
+    assert out.stdout.strip() == "1", out.stderr[-1500:]
     assert cli("stop").returncode == 0
     assert _postmasters(home / "var" / "pgdata") == []
 

@@ -221,17 +221,28 @@ def _postmaster_pid() -> int | None:
     return pid
 
 
-def _tcp_port() -> int | None:
-    pid = _postmaster_pid()
-    if pid is None:
+def _pid_file_port() -> tuple[int, bool] | None:
+    """The running server's port (line 4 of postmaster.pid) and whether it listens on TCP (line 6: its first TCP
+    listen address, empty without one); None when no server runs."""
+    if _postmaster_pid() is None:
         return None
     try:
         lines = (_pgdata() / "postmaster.pid").read_text().splitlines()
-        listen = lines[5] if len(lines) > 5 else ""
-        port = int(lines[3])
-    except (FileNotFoundError, ValueError, IndexError):
+        return int(lines[3]), (bool(lines[5].strip()) if len(lines) > 5 else False)
+    except (OSError, ValueError, IndexError):
         return None
-    return port if listen.strip() else None  # line 6 of postmaster.pid: the first TCP listen address
+
+
+def _tcp_port() -> int | None:
+    found = _pid_file_port()
+    return found[0] if found and found[1] else None
+
+
+def port() -> int:
+    """The running server's port. It also names the unix socket file (``.s.PGSQL.<port>``): started with TCP
+    (``server start --tcp``), the server uses the TCP port for both, so socket clients must follow it."""
+    found = _pid_file_port()
+    return found[0] if found else PG_PORT
 
 
 def _ensure_socket_dir() -> None:
@@ -347,9 +358,10 @@ def status() -> Status:
 def url(database: str = "postgres", *, tcp: bool = False, driver: str = "postgresql") -> str:
     """A connection URL for the embedded server (unix socket, or 127.0.0.1 when started with TCP)."""
     if tcp:
-        port = _tcp_port() or settings.DEFAULT_TCP_PORT
-        return f"{driver}://postgres@127.0.0.1:{port}/{database}"
-    return f"{driver}://postgres@/{database}?host={socket_dir()}"
+        tcp_port = _tcp_port() or settings.DEFAULT_TCP_PORT
+        return f"{driver}://postgres@127.0.0.1:{tcp_port}/{database}"
+    own_port = port()
+    return f"{driver}://postgres@/{database}?host={socket_dir()}" + (f"&port={own_port}" if own_port != PG_PORT else "")
 
 
 def remove_data() -> None:

@@ -112,7 +112,8 @@ def learner_url(tgt: db.Target, role: str, password: str, *, host: str | None = 
     auth = f"{quote(role, safe='')}:{quote(password, safe='')}@"
     host = host or kw.get("host") or ""
     if host.startswith("/"):  # a unix socket (the embedded server, or a socket directory)
-        return f"postgresql://{auth}/{database}?host={quote(host, safe='/')}"
+        port = str(kw.get("port") or 5432)  # it names the socket file, .s.PGSQL.<port>
+        return f"postgresql://{auth}/{database}?host={quote(host, safe='/')}" + (f"&port={port}" if port != "5432" else "")
     port = kw.get("port") or 5432
     netloc = f"[{host}]" if ":" in host else host
     return f"postgresql://{auth}{netloc}:{port}/{database}"
@@ -372,7 +373,7 @@ def teardown(prefix: str, *, quiet: bool = False, forget: bool = True) -> dict[s
                 "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s) "
                 "ORDER BY datname", (role,))]
             for name in owned:
-                admin.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
+                db.drop_database(admin, name)
                 dropped["databases"].append(name)
         for name in _workshop_templates(admin, prefix):
             admin.execute(pgsql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(pgsql.Identifier(name)))
