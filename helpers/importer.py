@@ -11,6 +11,7 @@ Parquet files keep their columns' own types (mapped to PostgreSQL's) and need py
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from dataclasses import dataclass
@@ -193,9 +194,18 @@ def import_csv(conn: psycopg.Connection, path: Path, overrides: dict | None = No
                 rows = cur.rowcount
             conn.execute(pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table)))
     except psycopg.Error as exc:
-        raise WorkbookError(f"Importing {path.name} failed: {db.explain_sql_error(exc)} (override a column's type "
-                            "with --type column=text).") from None
+        raise WorkbookError(f"Importing {path.name} failed: {db.explain_sql_error(exc)}{_hint(exc, table)}") from None
     return ImportResult(table, rows, cols)
+
+
+def _hint(exc: psycopg.Error, table: str) -> str:
+    """What to do about a failed import: a value the inferred type refuses, or a table that is already there."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if state == "42P07":
+        return f" (table {table!r} is already here: import into another --lesson, or drop the table first)."
+    if state in ("22P02", "22003", "22007", "22008"):  # a value the column's type refuses (text, range, date/time)
+        return " (override a column's type with --type column=text)."
+    return "."
 
 
 def import_path(path: str | Path, lesson: str, type_overrides: Iterable[str] = ()) -> list[ImportResult]:
@@ -206,12 +216,20 @@ def import_path(path: str | Path, lesson: str, type_overrides: Iterable[str] = (
     with db.connect(tgt=tgt) as admin:
         db.check_server(admin)
         name = db.db_name(admin.info.user, lesson)
-        if not db.exists(admin, name):
+        created = not db.exists(admin, name)
+        if created:
             db.create_own(admin, name, kind="lesson", lesson=lesson, namespace=settings.namespace(), imported=True)
         elif db.marker_of(admin, name) is None or db.owner_of(admin, name) != admin.info.user:
             raise WorkbookError(f"Database {name!r} was not created by the workbook for you; it is left untouched.")
-    with db.connect(name, tgt=tgt, timeout="0") as conn:
-        return [(import_parquet if f.suffix.lower() == ".parquet" else import_csv)(conn, f, overrides) for f in files]
+    try:
+        with db.connect(name, tgt=tgt, timeout="0") as conn:
+            return [(import_parquet if f.suffix.lower() == ".parquet" else import_csv)(conn, f, overrides)
+                    for f in files]
+    except BaseException:
+        if created:  # a database this call created for an import that failed: do not leave it behind,
+            with contextlib.suppress(Exception), db.connect(tgt=tgt) as admin:  # unless someone is using it already
+                db.drop_own(admin, name, force=False)
+        raise
 
 
 def open_lesson(name: str) -> db.Lesson:

@@ -138,6 +138,16 @@ def test_data_import_cli_and_open_lesson(tmp_path, capsys, tiny_template):
         assert main(["audit", name, "--fail-on", "error"]) == 1
         assert main(["data", "import", str(tmp_path / "x.parquet"), "--lesson", name]) == 2
         assert "x.parquet does not exist" in capsys.readouterr().err
+        assert main(["data", "import", str(tmp_path / "artists.csv"), "--lesson", name]) == 2
+        err = capsys.readouterr().err
+        assert "table 'artists' is already here" in err and "--type" not in err, err
+        # A failed import into a database it had to create leaves no empty database behind.
+        (tmp_path / "bad").mkdir()
+        (tmp_path / "bad" / "flags.csv").write_text("flag\n1\n2\n")
+        assert main(["data", "import", str(tmp_path / "bad"), "--lesson", name + "_bad", "--type", "flag=boolean"]) == 2
+        assert "--type column=text" in capsys.readouterr().err
+        with hdb.connect() as admin:
+            assert not hdb.exists(admin, hdb.db_name(admin.info.user, name + "_bad"))
     finally:
         with hdb.connect() as admin:
             hdb.drop_own(admin, hdb.db_name(admin.info.user, name))
