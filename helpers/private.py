@@ -469,14 +469,6 @@ def _watch(pid: int, started: float, root: Path, sock: Path, interval: float = 0
         time.sleep(interval)
 
 
-if __name__ == "__main__":  # python -m helpers.private --watch PID STARTED ROOT SOCK
-    if len(sys.argv) == 6 and sys.argv[1] == "--watch":
-        _watch(int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
-    else:
-        print("usage: python -m helpers.private --watch PID STARTED ROOT SOCK", file=sys.stderr)
-        sys.exit(2)
-
-
 T = TypeVar("T")
 
 
@@ -496,9 +488,24 @@ class PerDatabase(Generic[T]):
         item = self._items.get(conn.info.dbname)
         return item if item is not None and self._alive(item) else None
 
+    def require(self, conn: psycopg.Connection) -> T:
+        """What :meth:`get` returns, or the one sentence a learner needs when the setup has not run."""
+        item = self.get(conn)
+        if item is None:
+            raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
+        return item
+
     def replace(self, conn: psycopg.Connection, make: Callable[[], T]) -> T:
         old = self._items.pop(conn.info.dbname, None)
         if old is not None:
             self._stop(old)
         item = self._items[conn.info.dbname] = make()
         return item
+
+
+if __name__ == "__main__":  # python -m helpers.private --watch PID STARTED ROOT SOCK
+    if len(sys.argv) == 6 and sys.argv[1] == "--watch":
+        _watch(int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
+    else:
+        print("usage: python -m helpers.private --watch PID STARTED ROOT SOCK", file=sys.stderr)
+        sys.exit(2)

@@ -159,3 +159,22 @@ def test_workspace_is_a_directory_without_a_server():
     (ws.root / "f").write_text("x")
     ws.stop()
     assert not ws.root.exists()
+
+
+def test_per_database_keeps_one_set_per_lesson_database_and_stops_the_last():
+    from types import SimpleNamespace
+
+    from helpers.private import PerDatabase
+
+    stopped = []
+    kept = PerDatabase(lambda item: item["up"], lambda item: stopped.append(item["n"]))
+    a, b = (SimpleNamespace(info=SimpleNamespace(dbname=name)) for name in ("pdw_x_11", "pdw_y_11"))
+    assert kept.get(a) is None
+    with pytest.raises(WorkbookError, match="Run the exercise's setup cell first"):
+        kept.require(a)
+    first = kept.replace(a, lambda: {"n": 1, "up": True})
+    assert kept.require(a) is first and kept.get(b) is None
+    second = kept.replace(a, lambda: {"n": 2, "up": True})
+    assert stopped == [1] and kept.get(a) is second
+    second["up"] = False  # its servers stopped since: as if the setup never ran
+    assert kept.get(a) is None

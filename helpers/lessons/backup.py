@@ -535,10 +535,7 @@ _SCENARIOS: private.PerDatabase[Scenario] = private.PerDatabase(lambda sc: not s
 
 def exercise_scenario(db: Any) -> Scenario:
     """The private servers of exercise 12.pitr for this lesson database (made by its setup)."""
-    sc = _SCENARIOS.get(as_connection(db))
-    if sc is None:
-        raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
-    return sc
+    return _SCENARIOS.require(as_connection(db))
 
 
 def _setup_pitr(conn: psycopg.Connection) -> None:
