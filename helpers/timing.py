@@ -37,7 +37,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import psycopg
 
@@ -45,7 +45,8 @@ from helpers.db import as_connection
 from helpers.fmt import fmt_ratio, fmt_ratio_range, fmt_time
 from helpers.plans import explain as explain_plan
 
-__all__ = ["Measurement", "Comparison", "ServerFigures", "measure", "compare", "server_figures", "as_connection"]
+__all__ = ["Measurement", "Comparison", "ServerFigures", "measure", "compare", "server_figures", "as_connection",
+           "taking_turns", "measure_in_turns"]
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,39 @@ def measure(
     return Measurement(query, params, tuple(times), warmup, rows_returned, server, plan)
 
 
+def measure_in_turns(conn: Any, queries: Sequence[str], *, warmup: int = 2, repeat: int = 7,
+                     explain: bool = True) -> list[Measurement]:
+    """:func:`measure` for each of ``queries``, their timed runs taking turns (:func:`taking_turns`), one
+    :class:`Measurement` per query in the same order (notebook 03's scale explorer).
+
+    A busy moment on the machine then slows one run of several queries rather than every run of one, so their
+    fastest and median runs stay comparable on a shared machine. Each query is warmed up (``warmup`` untimed runs)
+    before any is timed, and explained once after all are timed.
+    """
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
+    conn = as_connection(conn)
+    times: list[list[float]] = [[] for _ in queries]
+    rows_returned = [0] * len(queries)
+    with conn.cursor() as cur:
+        for i in [*range(len(queries))] * warmup:
+            cur.execute(queries[i], prepare=False)
+            if cur.description is not None:
+                cur.fetchall()
+        for i in taking_turns(range(len(queries)), repeat):
+            t0 = time.perf_counter()
+            cur.execute(queries[i], prepare=False)
+            rows = cur.fetchall() if cur.description is not None else []
+            times[i].append(time.perf_counter() - t0)
+            rows_returned[i] = len(rows) if cur.description is not None else max(cur.rowcount, 0)
+    result = []
+    for i, query in enumerate(queries):
+        plan = explain_plan(conn, query, None, analyze=True) if explain else None
+        result.append(Measurement(query, None, tuple(times[i]), warmup, rows_returned[i],
+                                  server_figures(plan) if plan is not None else None, plan))
+    return result
+
+
 def server_figures(plan: Any) -> ServerFigures:
     """Execution/planning time, pages and rows from an analyzed :class:`helpers.plans.Plan`."""
     root = plan.root
@@ -254,6 +288,15 @@ def server_figures(plan: Any) -> ServerFigures:
 def compare(before: Measurement, after: Measurement) -> Comparison:
     """The speed-up of ``after`` over ``before`` with its range (lesson 00)."""
     return Comparison(before, after)
+
+
+def taking_turns(names: Sequence[Any], rounds: int) -> Iterator[Any]:
+    """Each of ``names`` once per round, ``rounds`` times, round r starting with the r-th: variants timed this way
+    share a change of load on the machine, and none always runs first or last (lessons 05 and 11)."""
+    names = list(names)
+    for r in range(rounds):
+        k = r % len(names)
+        yield from names[k:] + names[:k]
 
 
 def _quartiles(values: Sequence[float]) -> tuple[float, float]:

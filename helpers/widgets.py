@@ -22,7 +22,7 @@ from helpers.core.errors import WorkbookError
 from helpers.db import FAILED_TRANSACTION_NOTE, recover
 from helpers.fmt import fmt_ratio, fmt_time
 from helpers.plans import Plan, PlanDiff, diff_plans, figure_png, plan_summary, png_figure
-from helpers.timing import Comparison, Measurement, as_connection, compare, measure
+from helpers.timing import Comparison, Measurement, as_connection, compare, measure, measure_in_turns
 
 __all__ = ["BeforeAfter", "BeforeAfterResult", "ScaleExplorer", "ScaleResult", "one_line_error"]
 
@@ -501,23 +501,30 @@ class ScaleExplorer:
         self.conn.execute(pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(self.schema)))
 
     def run(self) -> ScaleResult:
-        """Build each size, time the query, apply the change, time it again; returns the result."""
+        """Build every size, time the query on each, apply the change to each, time them again; returns the
+        result. The sizes' timed runs take turns (:func:`helpers.timing.measure_in_turns`)."""
         before: list[Measurement] = []
         after: list[Measurement] = []
         _usable(self.conn)
         try:
             self.drop()
             self.conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
-            for i, n in enumerate(self.sizes, 1):
-                self.status.value = f"Size {i} of {len(self.sizes)}: {n:,} rows…"
-                table = pgsql.Identifier(self.schema, f"t_{n}")
+            tables = [pgsql.Identifier(self.schema, f"t_{n}") for n in self.sizes]
+            queries = [self._sql(self.query, table) for table in tables]
+            for i, (n, table) in enumerate(zip(self.sizes, tables), 1):
+                self.status.value = f"Building size {i} of {len(self.sizes)}: {n:,} rows…"
                 self.conn.execute(self._sql(self.build, table, n))
                 self.conn.execute(pgsql.SQL("ANALYZE {}").format(table))
-                query = self._sql(self.query, table)
-                before.append(measure(self.conn, query, warmup=self.warmup, repeat=self.repeat))
+            # The sizes take turns, run by run, so that a busy moment on the machine slows one run of several
+            # sizes rather than every run of one: the slope across sizes stays a property of the data.
+            self.status.value = "Timing every size without the change…"
+            before = measure_in_turns(self.conn, queries, warmup=self.warmup, repeat=self.repeat)
+            for i, table in enumerate(tables, 1):
+                self.status.value = f"Applying the change to size {i} of {len(self.sizes)}…"
                 _run_change(self.conn, self._sql(self.change, table))
                 self.conn.execute(pgsql.SQL("ANALYZE {}").format(table))
-                after.append(measure(self.conn, query, warmup=self.warmup, repeat=self.repeat))
+            self.status.value = "Timing every size with the change…"
+            after = measure_in_turns(self.conn, queries, warmup=self.warmup, repeat=self.repeat)
         except psycopg.Error as exc:
             if _lost(self.conn, exc):
                 raise WorkbookError(CLOSED) from None

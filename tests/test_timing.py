@@ -140,3 +140,30 @@ def test_timer_agrees_with_pgbench(table):
     assert 0.25 < timer / bench < 4.0
     one = run_pgbench(table, "SELECT 1", 20)
     assert 0 < one.average_s < 0.05
+
+
+def test_taking_turns_rotates_the_first_variant_each_round():
+    from helpers.timing import taking_turns
+
+    assert list(taking_turns(["a", "b", "c"], 4)) == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert list(taking_turns({"x": 1, "y": 2}, 2)) == ["x", "y", "y", "x"]  # a dict's keys, in order
+
+
+def test_measure_in_turns_warms_every_query_then_times_them_in_turns(table):
+    """Each query warmed up, then one timed run of each per round (the first rotating), then each explained in a
+    transaction that is rolled back: the trace table records the order the server ran them in."""
+    from helpers.timing import measure_in_turns
+
+    table.execute("DROP TABLE IF EXISTS trace")
+    table.execute("CREATE TABLE trace (seq serial, q text)")
+    queries = [f"WITH i AS (INSERT INTO trace (q) VALUES ('{q}') RETURNING 1) SELECT * FROM i" for q in "abc"]
+    ms = measure_in_turns(table, queries, warmup=1, repeat=3)
+    order = "".join(r[0] for r in table.execute("SELECT q FROM trace ORDER BY seq"))
+    assert order == "abc" + "abc" + "bca" + "cab"  # the explains were rolled back
+    assert [m.query for m in ms] == queries
+    assert all(m.n == 3 and m.warmup == 1 and m.rows_returned == 1 and m.server.rows == 1 for m in ms)
+    assert all(m.plan is not None and m.plan.analyzed for m in ms)
+    assert measure_in_turns(table, queries[:1], warmup=0, repeat=2, explain=False)[0].plan is None
+    with pytest.raises(ValueError, match="at least 1"):
+        measure_in_turns(table, queries, repeat=0)
+    table.execute("DROP TABLE trace")
