@@ -78,8 +78,9 @@ class LatencyProxy:
     """Forward TCP connections from 127.0.0.1:<port> to a PostgreSQL server, delaying client→server data.
 
     Use it as a context manager; ``port`` is known after entering. ``bytes_up`` / ``bytes_down``
-    count what went to and came from the server, and ``messages_up`` how many client writes were
-    delayed (roughly one per round trip). ``process=True`` runs it in a process of its own (see the
+    count what went to and came from the server, and ``messages_up`` how many reads from the client's socket
+    were delayed: one per round trip for a client that waits for each reply; fewer than its messages for a
+    pipelining client, whose writes can arrive together. ``process=True`` runs it in a process of its own (see the
     module docstring): same interface, same counters.
     """
 
@@ -274,12 +275,13 @@ class LatencyProxy:
             while True:
                 data = pair.client.recv(_CHUNK)
                 due = time.perf_counter() + self.delay_s
+                if data:  # counted before it is forwarded, so before its reply can reach the client
+                    self._add(2, 1)
                 with ready:
                     queue.append((due, data or None))
                     ready.notify()
                 if not data:
                     return
-                self._add(2, 1)
         except OSError:
             with ready:
                 queue.append((0.0, None))

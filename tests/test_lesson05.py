@@ -1,12 +1,15 @@
 """Lesson 05 (query patterns): TOAST and fetch sizes, pagination agreement, batch variants, and the exercises."""
 from __future__ import annotations
 
+import statistics
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from helpers.lessons import query_patterns
 import helpers.lessons.solutions.query_patterns  # noqa: F401  (registers the reference solutions)
+from helpers.core.errors import WorkbookError
 from helpers.exercises import NO_ANSWER, get
 from helpers.lessons.solutions import solve
 
@@ -61,6 +64,49 @@ def test_batch_variants_apply_the_same_changes_and_roll_back(les):
     assert les.scalar("SELECT sum(unit_price) FROM track") == before  # every run was rolled back
 
 
+def test_time_batches_interleaves_the_variants(les):
+    changes = query_patterns.make_changes(les, 20)
+    order = []
+
+    def variant(name):
+        def run(conn, ch):
+            order.append(name)
+            query_patterns.batch_variants()["one UPDATE"](conn, ch)
+        return run
+
+    runs = query_patterns.time_batches(les, {"a": variant("a"), "b": variant("b")}, changes, rounds=3)
+    assert order == ["a", "b", "b", "a", "a", "b"]  # turns within each round, each round starting one further
+    assert [r.name for r in runs] == ["a", "b"] and all(len(r.times_s) == 3 and r.rows == 20 for r in runs)
+    assert all(len(r.cpu_s) == 3 and r.rate == 20 / statistics.median(r.times_s) for r in runs)
+
+
+def test_time_batch_vacuums_so_rolled_back_runs_do_not_grow_the_table(les, monkeypatch):
+    """Each rolled-back run leaves its 300 new row versions behind; the VACUUM before each run clears them."""
+    changes = query_patterns.make_changes(les, 300)
+    one_update = query_patterns.batch_variants()["one UPDATE"]
+
+    def pages_after(runs: int) -> int:
+        query_patterns.time_batch(les, "one UPDATE", one_update, changes, repeat=runs)
+        return les.scalar("SELECT pg_relation_size('track') / current_setting('block_size')::int")
+
+    les.run("ALTER TABLE track SET (autovacuum_enabled = off)")  # only our VACUUM, none in between
+    try:
+        first = pages_after(1)
+        assert pages_after(4) <= first
+        monkeypatch.setattr(query_patterns, "_vacuum_track", lambda conn: None)
+        assert pages_after(4) > first  # without it the table grows with every run
+    finally:
+        les.run("ALTER TABLE track RESET (autovacuum_enabled)")
+
+
+def test_time_batch_refuses_a_connection_inside_a_transaction(les):
+    """VACUUM cannot run in a transaction block: the timing says so in one sentence instead of skipping it."""
+    changes = query_patterns.make_changes(les, 5)
+    with les.conn.transaction():
+        with pytest.raises(WorkbookError, match="autocommit and outside a transaction"):
+            query_patterns.time_batch(les, "one UPDATE", query_patterns.batch_variants()["one UPDATE"], changes)
+
+
 def test_time_batch_catches_a_variant_that_does_less(les):
     changes = query_patterns.make_changes(les, 20)
 
@@ -70,13 +116,25 @@ def test_time_batch_catches_a_variant_that_does_less(les):
     with pytest.raises(AssertionError, match="did not apply"):
         query_patterns.time_batch(les, "half", lazy_variant, changes, repeat=1)
 
+    def swapped_variant(conn, ch):  # the same prices, so the same sum, on the wrong tracks
+        swapped = [(tid, price) for (tid, _), (_, price) in zip(ch, ch[1:] + ch[:1])]
+        query_patterns.batch_variants()["one UPDATE"](conn, swapped)
+
+    with pytest.raises(AssertionError, match="did not apply"):
+        query_patterns.time_batch(les, "swapped", swapped_variant, changes, repeat=1)
+
 
 def test_network_batch_pays_one_round_trip_per_loop_statement(les):
+    """The lesson's model, two-sided: the loop waits once per statement plus once for psycopg's prepare (31 for 30),
+    each wait at least the delay; COPY + UPDATE 4 times; one UPDATE once; executemany's pipeline overlaps its waits."""
     changes = query_patterns.make_changes(les, 30)
     runs = {r.run.name: r for r in query_patterns.network_batch(les, changes, delay_ms=2)}
     loop = runs["loop of UPDATEs"]
-    assert loop.writes >= 30 and loop.run.best >= 30 * 0.002
-    assert runs["one UPDATE"].writes == 1
+    assert loop.writes == 31 and len(loop.run.times_s) == 3
+    assert loop.writes * 0.002 <= loop.run.best <= loop.writes * 0.008
+    assert runs["COPY + UPDATE"].writes == 4 and runs["one UPDATE"].writes == 1
+    assert psycopg.Pipeline.is_supported(), "executemany pipelines only with psycopg 3.1+ and libpq 14+"
+    assert runs["executemany"].run.best < loop.run.best / 3
 
 
 # ------------------------------------------------------------------------------------------------ exercises

@@ -8,7 +8,8 @@ Each section has a small measuring function here, so the notebook stays prose, S
   :func:`pagination_runs` measures both as the page depth grows;
 - :func:`batch_variants` applies the same price changes four ways (a loop of single-row UPDATEs,
   ``executemany``, one set-based UPDATE, COPY + UPDATE) and :func:`time_batch` times each in a
-  transaction that is rolled back, so every variant starts from the same data.
+  transaction that is rolled back, after a VACUUM of ``track`` outside the timing, so every run starts from the same
+  values and without the dead row versions of the runs before it.
 
 Exercises ``05.*`` are registered at the end; reference solutions are in :mod:`helpers.lessons.solutions.query_patterns`.
 """
@@ -24,14 +25,16 @@ from typing import Any, Callable, Sequence
 import psycopg
 from psycopg import sql as pgsql
 
+from helpers.core.errors import WorkbookError
 from helpers.exercises import CheckResult, Exercise, register
 from helpers.fmt import fmt_rate, fmt_time
-from helpers.timing import Measurement, as_connection, measure
+from helpers.timing import Measurement, as_connection, measure, taking_turns
 
 __all__ = [
     "make_track_docs", "relation_pages", "fetch_size", "FetchSize",
     "OFFSET_PAGE", "KEYSET_PAGE", "PAGE_SIZE", "cursor_at", "PageRun", "pagination_runs", "plot_pagination",
-    "make_changes", "batch_variants", "BatchRun", "time_batch", "plot_rates", "network_batch", "NetworkBatchRun",
+    "make_changes", "batch_variants", "BatchRun", "time_batch", "time_batches", "plot_rates", "network_batch",
+    "NetworkBatchRun",
 ]
 
 
@@ -231,55 +234,94 @@ def batch_variants() -> dict[str, Callable[[psycopg.Connection, list[tuple[int, 
 
 @dataclass(frozen=True)
 class BatchRun:
-    """One batch variant: rows changed and the time of each run (lesson 05)."""
+    """One batch variant: rows changed, and the wall-clock and client process CPU time of each run (lesson 05)."""
 
     name: str
     rows: int
     times_s: tuple[float, ...]
+    cpu_s: tuple[float, ...] = ()
 
     @property
     def best(self) -> float:
         return min(self.times_s)
 
     @property
+    def median(self) -> float:
+        return statistics.median(self.times_s)
+
+    @property
     def rate(self) -> float:
-        """Rows per second of the fastest run."""
-        return self.rows / self.best
+        """Rows per second of the median run (of the only run, for one run)."""
+        return self.rows / self.median
 
     def text(self) -> str:
-        return (f"{self.name:<16} {self.rows:>6,} rows: {fmt_rate(self.rate)} (fastest of {len(self.times_s)}: "
-                f"{fmt_time(self.best)}, median {fmt_time(statistics.median(self.times_s))})")
+        cpu = f", client process CPU {fmt_time(statistics.median(self.cpu_s))}" if self.cpu_s else ""
+        return (f"{self.name:<16} {self.rows:>6,} rows: {fmt_rate(self.rate)} (median of {len(self.times_s)} runs "
+                f"{fmt_time(self.median)}{cpu}; fastest {fmt_time(self.best)})")
+
+
+def _vacuum_track(conn: psycopg.Connection) -> None:
+    """Remove the dead row versions earlier rolled-back runs left in ``track`` (VACUUM needs autocommit, outside a
+    transaction)."""
+    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise WorkbookError("The batch timings need the connection in autocommit and outside a transaction (each run "
+                            "starts with a VACUUM); use the lesson's connection as it is, not inside a transaction.")
+    conn.execute("VACUUM track")
 
 
 def time_batch(conn: Any, name: str, fn: Callable[[psycopg.Connection, list], None],
                changes: list[tuple[int, Decimal]], *, repeat: int = 3) -> BatchRun:
     """Apply ``changes`` with ``fn`` ``repeat`` times, each in a transaction that is checked, then rolled back.
 
-    The check reads the changed prices back inside the transaction: every variant must leave the
-    same data, so a variant cannot look fast by doing less.
+    Before each run, outside its timing, ``VACUUM track`` removes the dead row versions the runs before it left (a
+    rolled-back UPDATE leaves its new versions and index entries behind until a vacuum). The check counts, inside
+    the transaction, the changed tracks whose price is not the new one: it must be 0, so a variant cannot look fast
+    by doing less.
     """
     conn = as_connection(conn)
     ids = [c[0] for c in changes]
-    expected = sum((c[1] for c in changes), Decimal("0"))
-    times = []
+    prices = [c[1] for c in changes]
+    times, cpu = [], []
     for _ in range(repeat):
+        _vacuum_track(conn)
         with conn.transaction(force_rollback=True):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn(conn, changes)
-            elapsed = time.perf_counter() - t0
-            got = conn.execute("SELECT sum(unit_price) FROM track WHERE track_id = ANY(%s)", (ids,)).fetchone()[0]
-        if got != expected:
-            raise AssertionError(f"{name} did not apply the changes ({got} != {expected})")
+            elapsed, used = time.perf_counter() - t0, time.process_time() - c0
+            wrong = conn.execute(
+                "SELECT count(*) FROM track AS t JOIN unnest(%s::int[], %s::numeric[]) AS c(track_id, unit_price) "
+                "USING (track_id) WHERE t.unit_price IS DISTINCT FROM c.unit_price", (ids, prices)).fetchone()[0]
+        if wrong:
+            raise AssertionError(f"{name} did not apply the changes ({wrong:,} of {len(ids):,} tracks have another "
+                                 "price)")
         times.append(elapsed)
-    return BatchRun(name, len(changes), tuple(times))
+        cpu.append(used)
+    return BatchRun(name, len(changes), tuple(times), tuple(cpu))
+
+
+def time_batches(conn: Any, variants: dict[str, Callable[[psycopg.Connection, list], None]],
+                 changes: list[tuple[int, Decimal]], *, rounds: int = 5) -> list[BatchRun]:
+    """:func:`time_batch` for each variant, once per round, the variants taking turns within each round.
+
+    Round r starts with the r-th variant (the order rotates), so no variant always runs first or last; a busy moment
+    on the machine slows one run of each variant, not every run of one. Compare variants by their medians
+    (lesson 05).
+    """
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for name in taking_turns(variants, rounds):
+        run = time_batch(conn, name, variants[name], changes, repeat=1)
+        times[name] += run.times_s
+        cpu[name] += run.cpu_s
+    return [BatchRun(name, len(changes), tuple(times[name]), tuple(cpu[name])) for name in variants]
 
 
 @dataclass(frozen=True)
 class NetworkBatchRun:
     """A batch variant run through the latency proxy: its timing and the client writes the proxy delayed.
 
-    Without pipelining each write waits for the reply to the previous one, so writes are round trips;
-    psycopg's ``executemany`` pipelines, sending writes without waiting, so their delays overlap.
+    Without pipelining the client waits for each reply before it writes again, so writes are round trips;
+    psycopg's ``executemany`` pipelines, sending its writes without waiting, so their delays overlap.
     """
 
     run: BatchRun
@@ -287,14 +329,18 @@ class NetworkBatchRun:
     delay_ms: float
 
     def text(self) -> str:
-        return f"{self.run.name:<16} {fmt_time(self.run.best)}, {fmt_rate(self.run.rate)}"
+        return (f"{self.run.name:<16} {fmt_time(self.run.best)}, {fmt_rate(self.run.rows / self.run.best)} "
+                f"(fastest of {len(self.run.times_s)})")
 
 
-def network_batch(lesson: Any, changes: list[tuple[int, Decimal]], delay_ms: float) -> list[NetworkBatchRun]:
+def network_batch(lesson: Any, changes: list[tuple[int, Decimal]], delay_ms: float, *,
+                  repeat: int = 3) -> list[NetworkBatchRun]:
     """Each batch variant once, on a connection whose round trips take ``delay_ms`` longer (lesson 05).
 
-    ``writes`` counts the client messages the proxy delayed while the variant ran (the transaction's
-    BEGIN included, the check and the rollback after it not).
+    ``writes`` counts the reads of the client's socket the proxy delayed while the variant ran (the transaction's
+    BEGIN, the check and the ROLLBACK excluded): one per round trip for a client that waits for each reply, and an
+    unpredictable number, above its round trips, for a pipelining one (its writes may arrive one by one or together).
+    The fastest of ``repeat`` runs is kept; ``writes`` is the most any run needed.
     """
     from helpers.latency import delayed_connection
 
@@ -308,21 +354,24 @@ def network_batch(lesson: Any, changes: list[tuple[int, Decimal]], delay_ms: flo
                 fn(c, ch)
                 seen.append(proxy.messages_up - before)
 
-            run = time_batch(conn, name, counted, changes, repeat=1)
-            out.append(NetworkBatchRun(run, seen[0], delay_ms))
+            run = time_batch(conn, name, counted, changes, repeat=repeat)
+            out.append(NetworkBatchRun(run, max(seen), delay_ms))
     return out
 
 
 def plot_rates(runs: list[BatchRun], title: str) -> Any:
-    """Display only: rows per second of each batch variant, as horizontal bars (log scale)."""
+    """Display only: rows per second of each batch variant (its median run), as horizontal bars, each labelled with
+    its ratio to the first variant's rate."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 2.8))
     ax.barh([r.name for r in runs][::-1], [r.rate for r in runs][::-1])
-    ax.set_xscale("log")
-    ax.set_xlabel("rows per second (log scale)")
+    for i, r in enumerate(runs[::-1]):
+        ax.annotate(f" {r.rate / runs[0].rate:.1f}×", (r.rate, i), va="center", fontsize=9)
+    ax.set_xlim(0, max(r.rate for r in runs) * 1.15)
+    ax.set_xlabel("rows per second (median run)")
     ax.set_title(title)
-    ax.grid(True, axis="x", which="both", alpha=0.3)
+    ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     plt.close(fig)
     return fig
