@@ -380,14 +380,25 @@ def expected_statements(conn: Any, requests: list[Request], *, fixed: bool) -> i
 def top_statements(conn: Any, order: str = "total", n: int = 5) -> list[dict]:
     """The lesson database's statements from ``pg_stat_statements``, top ``n`` by ``total``, ``mean`` or ``calls``.
 
-    Filtered on this database's ``dbid`` and without the monitoring queries themselves.
+    Filtered on this database's ``dbid`` and without the monitoring queries themselves. Rows with the same text are
+    added up (``entries`` says how many there were, ``queryids`` lists them; ``queryid`` is the smallest, a
+    representative). One text can have several rows because ``queryid`` is a hash of the parsed statement that
+    includes each parameter's type, and psycopg sends a Python ``int`` as the smallest type that holds it: a parameter
+    whose values straddle 32,767 (customer and review ids at the workshop scale; ``ms_played`` from 30,000 up at any
+    scale) gives its statement a row per combination of types, whatever casts the SQL text has. Rows of one text run by
+    another role, or nested in a function (``pg_stat_statements.track = all``), are added up too.
     """
     key = {"total": "total_exec_time", "mean": "mean_exec_time", "calls": "calls", "temp": "temp_blks_written"}[order]
     conn = getattr(conn, "conn", conn)
     cur = conn.execute(
-        f"SELECT queryid, calls, total_exec_time, mean_exec_time, rows, temp_blks_written, "
-        f"shared_blks_hit, shared_blks_read, query FROM pg_stat_statements "
-        f"WHERE dbid = %s AND query NOT LIKE ALL (%s) ORDER BY {key} DESC, queryid LIMIT %s",
+        "SELECT min(queryid) AS queryid, array_agg(queryid ORDER BY queryid) AS queryids, count(*)::int AS entries, "
+        "sum(calls)::bigint AS calls, "
+        "sum(total_exec_time) AS total_exec_time, "
+        "coalesce(sum(total_exec_time) / nullif(sum(calls), 0), 0) AS mean_exec_time, "  # planned, never run: 0
+        "sum(rows)::bigint AS rows, sum(temp_blks_written)::bigint AS temp_blks_written, "
+        "sum(shared_blks_hit)::bigint AS shared_blks_hit, sum(shared_blks_read)::bigint AS shared_blks_read, query "
+        "FROM pg_stat_statements WHERE dbid = %s AND query NOT LIKE ALL (%s) "
+        f"GROUP BY query ORDER BY {key} DESC, queryid LIMIT %s",
         (dbid(conn), [f"%{o}%" for o in _OWN], n))
     cols = [d.name for d in cur.description]
     return [dict(zip(cols, row)) for row in cur.fetchall()]
@@ -677,7 +688,7 @@ def _check_fix_first(conn: psycopg.Connection, answer: Any) -> CheckResult:
     if not rows:
         return CheckResult(False, "pg_stat_statements has no entries for this database yet: run the workload cell.")
     top = rows[0]
-    mine = next((r for r in rows if r["queryid"] == int(answer)), None)
+    mine = next((r for r in rows if int(answer) in r["queryids"]), None)  # any row of a statement split by types
     if mine is None:
         return CheckResult(False, f"No statement of this database has queryid {int(answer)}: copy the number from "
                                   "the queryid column of pg_stat_statements (filtered by this database's dbid).")
@@ -702,7 +713,9 @@ register(Exercise(
     id="09.fix_first",
     title="Which statement would you fix first?",
     prompt=("From pg_stat_statements (only this database: WHERE dbid = ...), find the statement that cost the server "
-            "the most time during the workload, and answer with its queryid (an integer)."),
+            "the most time during the workload, and answer with its queryid (an integer). A statement can have several "
+            "rows, one per combination of parameter types: add up the rows of one query text; any of its queryids "
+            "is accepted."),
     setup_fn=setup_state,
     checker=_check_fix_first,
     answer_kind=numbers.Integral,
