@@ -124,6 +124,28 @@ def test_measure_write_counts_own_wal(les, by_month):
     assert plain.own_wal_bytes is None and plain.wal == plain.wal_bytes
 
 
+def test_measure_write_keeps_its_wal_through_checkpoints(les, monkeypatch):
+    """A checkpoint (any session's DROP DATABASE forces one) may recycle the statement's WAL segments before
+    pg_walinspect reads them: the temporary slot keeps them; without one the figure falls back, with no error."""
+    if not L.wal_inspect_ready(les) or not les.scalar(
+            "SELECT rolsuper AND current_setting('max_slot_wal_keep_size') = '-1' FROM pg_roles "
+            "WHERE rolname = current_user"):
+        pytest.skip("needs pg_walinspect, CHECKPOINT rights and no max_slot_wal_keep_size")
+    les.run("CREATE TABLE t_ckpt (x int)")
+    churn = ("INSERT INTO t_ckpt SELECT g FROM generate_series(1, 5000) g; "
+             + "SELECT pg_switch_wal(); CHECKPOINT; " * 3)
+    kept = L.measure_write(les, churn)
+    assert kept.own_wal_bytes is not None and 0 < kept.own_wal_bytes < kept.wal_bytes
+    # this session's slot is gone (another test run's notebook 06 may hold its own at this moment)
+    assert les.scalar("SELECT count(*) FROM pg_replication_slots "
+                      "WHERE slot_name = 'pdw_walcount_' || pg_backend_pid()") == 0
+    monkeypatch.setattr(L, "_reserve_wal", lambda conn: None)
+    lost = L.measure_write(les, churn)  # segments recycled, unless something else on the server keeps WAL: no error
+    assert lost.wal_bytes > 3 * 2**24 // 2
+    assert lost.wal == (lost.wal_bytes if lost.own_wal_bytes is None else lost.own_wal_bytes)
+    les.run("DROP TABLE t_ckpt")
+
+
 def test_vacuum_report_sees_the_deleted_rows(les):
     les.run("CREATE TABLE t_vac AS SELECT * FROM plays WHERE played_at < '2024-03-01 00:00+00'")
     deleted = les.run("DELETE FROM t_vac WHERE played_at < '2024-02-01 00:00+00'")

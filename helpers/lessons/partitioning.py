@@ -257,22 +257,55 @@ def measure_write(conn: Any, statement: str, params: Any = None, *, walinspect: 
     conn = as_connection(conn)
     if walinspect is None:
         walinspect = wal_inspect_ready(conn)
-    start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
-    t0 = time.perf_counter()
-    with conn.transaction():
-        xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
-        cur = conn.execute(statement, params)
-        rows = max(cur.rowcount, 0)
-    seconds = time.perf_counter() - t0
-    end = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
-    total = int(conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", (end, start)).fetchone()[0])
-    own = None
-    if walinspect:
-        xid32 = str(int(xid) % 2**32)  # the WAL records carry the 32-bit transaction id
-        own = int(conn.execute(
-            "SELECT coalesce(sum(record_length), 0) FROM pg_get_wal_records_info(%s, %s) WHERE xid::text = %s",
-            (start, end, xid32)).fetchone()[0])
+    # A checkpoint may recycle the statement's WAL segments before they are read: on a busy server, any session's
+    # DROP DATABASE forces one. A temporary replication slot of our own keeps them (dropped below; the server also
+    # drops it on an error or when this session ends). Without the REPLICATION privilege there is none, and a
+    # recycled segment falls back to the position difference.
+    slot = _reserve_wal(conn) if walinspect else None
+    try:
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+        t0 = time.perf_counter()
+        with conn.transaction():
+            xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+            cur = conn.execute(statement, params)
+            rows = max(cur.rowcount, 0)
+        seconds = time.perf_counter() - t0
+        end = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
+        total = int(conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", (end, start)).fetchone()[0])
+        own = None
+        if walinspect:
+            xid32 = str(int(xid) % 2**32)  # the WAL records carry the 32-bit transaction id
+            try:
+                with conn.transaction():
+                    own = int(conn.execute(
+                        "SELECT coalesce(sum(record_length), 0) FROM pg_get_wal_records_info(%s, %s) "
+                        "WHERE xid::text = %s", (start, end, xid32)).fetchone()[0])
+            except (psycopg.errors.UndefinedFile, psycopg.errors.InternalError_):
+                own = None  # "requested WAL segment ... has already been removed", or recycled while being read
+    finally:
+        if slot:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
     return WriteCost(statement=statement, seconds=seconds, wal_bytes=total, own_wal_bytes=own, rows=rows)
+
+
+def _reserve_wal(conn: psycopg.Connection) -> str | None:
+    """Create a temporary physical replication slot that reserves WAL from the last checkpoint on; its name, or None
+    where it cannot or should not be made: a role without REPLICATION (asked first, so the server logs no error),
+    ``max_replication_slots = 0``, ``wal_level = minimal``, or a ``max_slot_wal_keep_size`` limit (a checkpoint
+    would end this very session to release a slot that keeps too much)."""
+    name = f"pdw_walcount_{conn.info.backend_pid}"
+    try:
+        with conn.transaction():
+            allowed = conn.execute(
+                "SELECT (rolsuper OR rolreplication) AND current_setting('max_slot_wal_keep_size') = '-1' "
+                "FROM pg_roles WHERE rolname = current_user").fetchone()
+            if not (allowed and allowed[0]):
+                return None
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true, true)", (name,))
+        return name
+    except psycopg.Error:
+        return None
 
 
 @dataclass(frozen=True)
