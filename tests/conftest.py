@@ -44,7 +44,7 @@ def tiny_template() -> str:
 
 # ----------------------------------------------------------------------------------------------- the student copy
 # `python -m helpers build student` output, installed as a learner installs it (a fresh venv, `pip install -e .`,
-# which is what its Makefile runs). tests/test_student.py checks the copy; tests/test_scales.py runs every notebook
+# which is what its Makefile runs). tests/test_scales.py checks the copy and runs every notebook
 # of the copy at `tiny` in that venv, so one run proves both claims: each lesson runs at tiny without an error, and
 # it does so from the student copy, without the reference solutions, each exercise answering "not answered yet".
 # On DATABASE_URL's server the copy's kernels use that server; otherwise the copy starts its own embedded server
@@ -95,6 +95,19 @@ class StudentCopy:
             raise AssertionError(f"{name}: the runner failed: {(proc.stderr or proc.stdout)[-1500:]}")
         return json.loads(lines[-1][len("RESULT "):])
 
+    def drop_lesson(self, stem: str) -> str:
+        """Drop the lesson's database (the copy's own namespace only) once its notebook has run: at the workshop
+        scale each one holds 1.5-3 GB, and the 14 kept to the end of a run took about 26 GB per server.
+
+        Returns what ``helpers reset`` printed; raises with its error output if it failed."""
+        import subprocess
+
+        proc = subprocess.run([str(self.python), "-m", "helpers", "reset", stem], capture_output=True, text=True,
+                              env=self.env, cwd=self.root, timeout=600)
+        if proc.returncode != 0:
+            raise AssertionError(f"dropping {stem}'s database failed: {(proc.stderr or proc.stdout)[-1500:]}")
+        return proc.stdout
+
 
 @pytest.fixture(scope="session")
 def student_copy():
@@ -132,8 +145,14 @@ def student_copy():
         "argv": [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "student copy", "language": "python"}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
+    # The copy's lessons get a namespace of their own (pdw_<role>_test<run>_s_<lesson>): on DATABASE_URL's server the
+    # nbval worker opens the same lessons at the same time, and a drop or re-create here must not end its kernel's
+    # session. It still starts with the run's prefix, so pytest_sessionfinish drops what a crash left behind.
+    namespace = os.environ.get("PDW_NAMESPACE", "")
+    assert namespace, "PDW_NAMESPACE is empty: the copy's lessons would share names with a learner's"
     env.update(JUPYTER_PATH=str(base / "jupyter"), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-               PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}", PDW_SCALE=scale)
+               PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}", PDW_SCALE=scale,
+               PDW_NAMESPACE=f"{namespace}_s")
     copy = StudentCopy(root, py, env, seconds)
     own_server = not os.environ.get("DATABASE_URL")
     if own_server:  # the copy's own embedded server, held from here to the end of the session
