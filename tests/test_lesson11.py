@@ -137,10 +137,35 @@ def test_pool_sizes_follow_the_cores():
 def test_pool_sizing_shape(srv):
     df = L.pool_sizing(srv, sizes=(1, 4), clients=4, per_client=3)
     assert list(df.index) == [1, 4] and (df["errors"] == 0).all()
-    assert {"requests/s", "p50 ms", "p95 ms", "query ms", "CPU ms per query"} <= set(df.columns)
-    assert (df["CPU ms per query"] > 0).all()
+    assert {"requests/s", "p50 ms", "p95 ms", "query ms", "CPU ms per query", "wait ms per query"} <= set(df.columns)
+    assert (df["CPU ms per query"] > 0).all() and (df["wait ms per query"] >= 0).all()  # Linux: schedstat's both
     fig = L.plot_pool_sizing(df, 2)
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 2 and len(fig.axes[1].get_legend().get_texts()) == 4  # requests/s, p95, query, wait
+
+
+SPIN = "import sys, time\nprint('spinning', flush=True)\nend = time.perf_counter() + 6\nwhile time.perf_counter() < end: pass\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="Linux's /proc/PID/schedstat")
+def test_backend_sched_reads_cpu_and_run_queue_wait(srv):
+    """schedstat's first two fields: on-CPU time and run-queue wait. A backend that runs while a busy loop runs on
+    every core, and one more, must wait for a core, and its CPU time grows too."""
+    with srv.connect() as conn:
+        pid = conn.info.backend_pid
+        cpu0, wait0 = L._backend_sched([pid])
+        hogs = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True)
+                for _ in range((os.cpu_count() or 1) + 1)]
+        try:
+            for h in hogs:
+                assert h.stdout.readline().strip() == "spinning"  # every busy loop has started
+            conn.execute("SELECT count(*) FROM generate_series(1, 3000000)").fetchone()
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait(30)
+        cpu1, wait1 = L._backend_sched([pid])
+    assert cpu1 - cpu0 > 0.05 and wait1 - wait0 > 0.01, (cpu1 - cpu0, wait1 - wait0)
+    assert L._backend_sched([2**22 + 7]) == (0.0, None)  # no such process: no figures, no error
 
 
 def test_pool_settings_table():

@@ -10,8 +10,8 @@ front of one, which it must never do to the learner's server. They stop with the
   :func:`server_backends` counts the server's client backends.
 * :func:`transaction_mode_breaks`, :func:`prepared_with_tracking`: what transaction pooling does to ``SET``, advisory
   locks and prepared statements, and prepared statements with PgBouncer 1.21+'s ``max_prepared_statements``.
-* :func:`pool_sizes`, :func:`pool_sizing`, :func:`plot_pool_sizing`: throughput, p95, and wall vs CPU time per query
-  as the pool grows past the core count.
+* :func:`pool_sizes`, :func:`pool_sizing`, :func:`plot_pool_sizing`: throughput, p95, and per query the wall time, the
+  server's CPU time and its wait for a core, as the pool grows past the core count.
 * :data:`POOL_SETTINGS`: SQLAlchemy's pool settings next to Prisma's.
 * :func:`sort_with` (``COLLATE "C"`` by default), :func:`cache_cold_warm` (disk cold, OS-cache warm, warm),
   :func:`parallel_scan`: work_mem spills, shared_buffers, parallel workers.
@@ -78,6 +78,7 @@ class Result:
     errors: int = 0
     held: list[float] | None = None   # pool only: time each request held its connection (the query itself)
     cpu: float | None = None          # pool only: CPU seconds the pool's server backends used during the run
+    wait: float | None = None         # pool only, Linux: seconds those backends were runnable, waiting for a core
 
     @property
     def rate(self) -> float:
@@ -92,22 +93,29 @@ class Result:
         return statistics.median(self.latencies)
 
 
-def _backend_cpu(pids: list[int]) -> float:
-    """CPU seconds used so far by these server processes: /proc/PID/schedstat (nanoseconds) on Linux, else psutil."""
-    total = 0.0
+def _backend_sched(pids: list[int]) -> tuple[float, float | None]:
+    """(CPU seconds used so far, seconds spent runnable but waiting for a core) by these server processes.
+
+    Both from /proc/PID/schedstat on Linux (its first two fields, in nanoseconds: time on a CPU, time waiting on a
+    run queue). Elsewhere the CPU time comes from psutil and the wait is None (no portable source)."""
+    cpu, wait = 0.0, 0.0
+    have_wait = True
     for pid in pids:
         try:
             with open(f"/proc/{pid}/schedstat") as fh:
-                total += int(fh.read().split()[0]) / 1e9
+                fields = fh.read().split()
+            cpu += int(fields[0]) / 1e9
+            wait += int(fields[1]) / 1e9
         except (OSError, ValueError, IndexError):
             import psutil
 
+            have_wait = False
             try:
                 t = psutil.Process(pid).cpu_times()
-                total += t.user + t.system
+                cpu += t.user + t.system
             except psutil.Error:
                 pass
-    return total
+    return cpu, (wait if have_wait else None)
 
 
 def _run_clients(clients: int, per_client: int, one: Callable[[], Any]) -> tuple[float, list[float], int, list]:
@@ -161,7 +169,7 @@ def bench(strategy: str, server: "private.PrivateServer", *, bouncer: Any = None
                             kwargs={"autocommit": True, **({"options": "-c max_parallel_workers_per_gather=0"}
                                                            if serial else {})}) as pool:
             pool.wait(30)
-            cpu0 = _backend_cpu(pids)
+            cpu0, wait0 = _backend_sched(pids)
 
             def one() -> None:
                 with pool.connection() as conn:
@@ -169,8 +177,9 @@ def bench(strategy: str, server: "private.PrivateServer", *, bouncer: Any = None
                     conn.execute(query).fetchall()
                     return time.perf_counter() - t
             secs, lat, err, held = _run_clients(clients, per_client, one)
-            cpu = _backend_cpu(pids) - cpu0
-        return Result(strategy, clients, clients * per_client, secs, lat, err, held, cpu)
+            cpu1, wait1 = _backend_sched(pids)
+        waited = wait1 - wait0 if wait0 is not None and wait1 is not None else None
+        return Result(strategy, clients, clients * per_client, secs, lat, err, held, cpu1 - cpu0, waited)
     elif strategy == STRATEGIES[2]:
         if bouncer is None:
             raise WorkbookError("Pass bouncer=pgbouncer.start(server) to measure through PgBouncer.")
@@ -311,22 +320,26 @@ def pool_sizes(ncores: int) -> tuple[tuple[int, ...], int]:
 
 def pool_sizing(server: "private.PrivateServer", sizes=(1, 2, 4, 8, 16), *, clients: int = 16,
                 per_client: int = 15, query: str = WORK_QUERY) -> pd.DataFrame:
-    """Throughput and latency of ``clients`` threads sharing a ``psycopg_pool`` pool of each size."""
+    """Throughput and latency of ``clients`` threads sharing a ``psycopg_pool`` pool of each size; per query, the
+    client's time from sending it to having its rows (``query ms``), and the server backends' CPU time and time spent
+    waiting for a core (``wait ms per query``, NaN where /proc/PID/schedstat is missing), each a mean."""
     make_work_table(server)
     rows = []
     for size in sizes:
         r = bench("psycopg_pool", server, clients=clients, per_client=per_client, pool_size=size, query=query,
                   serial=True)
         rows.append({"pool size": size, "requests/s": r.rate, "p50 ms": r.p50 * 1000, "p95 ms": r.p95 * 1000,
-                     "query ms": statistics.median(r.held) * 1000,
-                     "CPU ms per query": r.cpu / r.requests * 1000, "errors": r.errors})
+                     "query ms": statistics.fmean(r.held) * 1000,   # a mean, like the CPU and the wait per query
+                     "CPU ms per query": r.cpu / r.requests * 1000,
+                     "wait ms per query": r.wait / r.requests * 1000 if r.wait is not None else float("nan"),
+                     "errors": r.errors})
     return pd.DataFrame(rows).set_index("pool size")
 
 
 def plot_pool_sizing(df: pd.DataFrame, ncores: int, clients: int | None = None):
     import matplotlib.pyplot as plt
 
-    fig, ax1 = plt.subplots(figsize=(7, 3.2))
+    fig, ax1 = plt.subplots(figsize=(7, 3.9))
     ax1.plot(df.index, df["requests/s"], "o-", color="tab:blue", label="requests/s")
     ax1.set_xscale("log", base=2)
     ax1.set_xticks(list(df.index), [str(i) for i in df.index])
@@ -335,13 +348,17 @@ def plot_pool_sizing(df: pd.DataFrame, ncores: int, clients: int | None = None):
     ax1.set_ylim(bottom=0)
     ax2 = ax1.twinx()
     ax2.plot(df.index, df["p95 ms"], "s--", color="tab:red", label="p95 latency (with the wait for a connection)")
-    ax2.plot(df.index, df["query ms"], "^:", color="tab:orange", label="median time of the query itself")
+    ax2.plot(df.index, df["query ms"], "^:", color="tab:orange", label="time of the query itself (mean)")
+    if "wait ms per query" in df and df["wait ms per query"].notna().all():
+        ax2.plot(df.index, df["wait ms per query"], "v-.", color="tab:green",
+                 label="server: waiting for a core (mean per query)")
     ax2.set_ylabel("ms", color="tab:red")
-    ax2.legend(loc="upper center", fontsize=8)
+    handles = ax1.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax2.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
     ax2.set_ylim(bottom=0)
     ax1.axvline(ncores, color="grey", lw=1, ls=":")
     ax1.text(ncores, 0, f" {ncores} cores", color="grey", va="bottom")
-    ax1.set_title(f"Throughput and p95 latency, {clients or max(df.index)} concurrent clients")
+    ax1.set_title(f"Throughput, p95 latency and time per query, {clients or max(df.index)} concurrent clients")
     fig.tight_layout()
     return fig
 
@@ -397,8 +414,9 @@ def sort_with(server: "private.PrivateServer", work_mem: str, repeat: int = 3, c
     """Sort ``sort_me`` by its text key under ``work_mem``; the sort method from EXPLAIN ANALYZE, the best of
     ``repeat`` times, and the growth of pg_stat_database's temp-file counters.
 
-    ``collate="C"`` (the default) compares bytes, so the time is the sort's own; ``collate=None`` uses the
-    database's collation (C.UTF-8 from libc on the private servers), where every comparison calls strcoll()."""
+    ``collate="C"`` (the default) compares bytes; ``collate=None`` uses the database's collation (C.UTF-8 from libc
+    on the private servers), which PostgreSQL does not treat as byte order: no abbreviated keys, and each comparison
+    copies both strings and calls strcoll(). ``space`` is the plan's "Disk ~N kB" or "Memory ~N kB"."""
     with _sort_session(server, work_mem) as conn, server.connect() as observer:
         before = temp_files(observer)
         plan = "\n".join(r[0] for r in conn.execute(
@@ -413,8 +431,10 @@ def sort_with(server: "private.PrivateServer", work_mem: str, repeat: int = 3, c
             time.sleep(0.05)  # stats reach shared memory when the backend reports them: poll, with a timeout
             after = temp_files(observer)
     method = next((ln.strip() for ln in plan.splitlines() if "Sort Method" in ln), "")
+    space = re.search(r"(Disk|Memory): (\d+)kB", method)
     return {"work_mem": work_mem, "sort method": method.split("Sort Method:")[1].split()[0] + (
         " merge" if "external merge" in method else ""), "external merge": spilled,
+        "space": f"{space[1]} ~{int(space[2]):,} kB" if space else "",
         "seconds": min(times), "temp files": after[0] - before[0], "temp bytes": after[1] - before[1],
         "plan": plan}
 
@@ -600,7 +620,12 @@ def stale_read(pair: replicas.Pair, note: str = "order 1") -> dict:
 def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
     """Median COMMIT time of ``n`` one-row transactions, each ``SET LOCAL synchronous_commit`` to local (the standby
     is not waited for) or remote_apply (the standby named in ``synchronous_standby_names`` has applied it: only the
-    transactions that ask for it wait), and whether the standby saw each row right after the commit returned."""
+    transactions that ask for it wait), and whether the standby saw each row right after the commit returned.
+
+    ``paused``: with the standby's replay paused, the COMMIT times of one local and one remote_write transaction
+    (``local_s``, ``remote_write_s``), how many of their rows the standby showed (``seen_while_paused``), then a
+    remote_apply COMMIT while replay resumes ``pause_s`` later (``commit_s``) and whether its row was visible
+    right after (``seen_after``)."""
     pair.primary.sql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)")
     out: dict = {}
     replicas.set_sync(pair.primary, pair.standby.name)
@@ -624,26 +649,35 @@ def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
                     body = f"{mode} {len(times)} {time.time_ns()}"
                     times.append(one(mode, body))
                     seen.append(s.execute("SELECT count(*) FROM notes WHERE body = %s", (body,)).fetchone()[0])
-            # the mechanism, shown without a stopwatch race: with the standby's replay paused for `pause` seconds,
-            # a remote_apply commit cannot return before the standby resumes and applies it
-            pause = 0.3
+            # The mechanism, shown without a stopwatch race: with the standby's replay paused, a local and a
+            # remote_write commit return at once (the standby keeps receiving and writing WAL) and their rows are
+            # not visible there yet; a remote_apply commit cannot return before the standby resumes, `pause`
+            # seconds later, and applies it.
+            pause = 1.0
             replicas.pause_replay(pair.standby)
+            tag = time.time_ns()  # this call's rows only, if the cell runs again on the same pair
+            bodies = {mode: f"{mode} while paused {tag}" for mode in ("local", "remote_write", "remote_apply")}
+            quick = {mode: one(mode, bodies[mode]) for mode in ("local", "remote_write")}
+            hidden = s.execute("SELECT count(*) FROM notes WHERE body = ANY(%s)",
+                               ([bodies["local"], bodies["remote_write"]],)).fetchone()[0]
             timer = threading.Timer(pause, lambda: replicas.resume_replay(pair.standby))
             p.execute("BEGIN")
             p.execute("SET LOCAL synchronous_commit = remote_apply")
-            p.execute("INSERT INTO notes (body) VALUES ('while paused')")
+            p.execute("INSERT INTO notes (body) VALUES (%s)", (bodies["remote_apply"],))
             t0 = time.perf_counter()
             timer.start()
             p.execute("COMMIT")
             blocked = time.perf_counter() - t0
             timer.join()
+            seen_after = s.execute("SELECT count(*) FROM notes WHERE body = %s", (bodies["remote_apply"],)).fetchone()[0]
     finally:
         replicas.resume_replay(pair.standby)
         replicas.set_sync(pair.primary, None)
     res = {mode: {"median_s": statistics.median(t), "q1_s": statistics.quantiles(t, n=4)[0],
                   "q3_s": statistics.quantiles(t, n=4)[2], "seen": sum(x == 1 for x in v), "n": len(t)}
            for mode, (t, v) in out.items()}
-    res["paused"] = {"pause_s": pause, "commit_s": blocked}
+    res["paused"] = {"pause_s": pause, "commit_s": blocked, "local_s": quick["local"],
+                     "remote_write_s": quick["remote_write"], "seen_while_paused": hidden, "seen_after": seen_after}
     return res
 
 
