@@ -57,9 +57,10 @@ def test_a_round_trip_through_a_5ms_proxy_takes_at_least_5ms(scratch):
 
 def test_zero_delay_adds_little(scratch):
     with delayed_engine(scratch, delay_ms=0) as engine:
-        through = statistics.median(_select1_times(engine, repeat=20))
-    # Much less than the 5 ms of the test above: the proxy itself is not what makes that slow.
-    assert through < 0.0025, f"SELECT 1 through a 0 ms proxy took {through * 1000:.2f} ms"
+        through = min(_select1_times(engine, repeat=20))
+    # Much less than the 5 ms of the test above: the proxy itself is not what makes that slow. The fastest run, as
+    # in that test: the median measured 4.9 ms once, with two test suites sharing the machine's 2 cores.
+    assert through < 0.0025, f"SELECT 1 through a 0 ms proxy took {through * 1000:.2f} ms at best"
 
 
 def test_pipelined_messages_are_delayed_side_by_side(scratch):
