@@ -225,19 +225,24 @@ def measure(
     rows_returned = 0
     with conn.cursor() as cur:
         for i in range(warmup + repeat):
-            t0 = time.perf_counter()
-            cur.execute(query, params, prepare=prepare)
-            rows = cur.fetchall() if cur.description is not None else []
-            elapsed = time.perf_counter() - t0
+            elapsed, rows_returned = _run_once(cur, query, params, prepare)
             if i >= warmup:
                 times.append(elapsed)
-            rows_returned = len(rows) if cur.description is not None else max(cur.rowcount, 0)
     server = plan = None
     if explain:
 
         plan = explain_plan(conn, query, params, analyze=True)
         server = server_figures(plan)
     return Measurement(query, params, tuple(times), warmup, rows_returned, server, plan)
+
+
+def _run_once(cur: psycopg.Cursor, query: str, params: Any, prepare: bool) -> tuple[float, int]:
+    """One timed run (execute + fetch all): its seconds and the rows it returned (or changed)."""
+    t0 = time.perf_counter()
+    cur.execute(query, params, prepare=prepare)
+    rows = cur.fetchall() if cur.description is not None else []
+    elapsed = time.perf_counter() - t0
+    return elapsed, len(rows) if cur.description is not None else max(cur.rowcount, 0)
 
 
 def measure_in_turns(conn: Any, queries: Sequence[str], *, warmup: int = 2, repeat: int = 7,
@@ -256,15 +261,10 @@ def measure_in_turns(conn: Any, queries: Sequence[str], *, warmup: int = 2, repe
     rows_returned = [0] * len(queries)
     with conn.cursor() as cur:
         for i in [*range(len(queries))] * warmup:
-            cur.execute(queries[i], prepare=False)
-            if cur.description is not None:
-                cur.fetchall()
+            _run_once(cur, queries[i], None, False)
         for i in taking_turns(range(len(queries)), repeat):
-            t0 = time.perf_counter()
-            cur.execute(queries[i], prepare=False)
-            rows = cur.fetchall() if cur.description is not None else []
-            times[i].append(time.perf_counter() - t0)
-            rows_returned[i] = len(rows) if cur.description is not None else max(cur.rowcount, 0)
+            elapsed, rows_returned[i] = _run_once(cur, queries[i], None, False)
+            times[i].append(elapsed)
     result = []
     for i, query in enumerate(queries):
         plan = explain_plan(conn, query, None, analyze=True) if explain else None

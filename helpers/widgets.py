@@ -503,8 +503,6 @@ class ScaleExplorer:
     def run(self) -> ScaleResult:
         """Build every size, time the query on each, apply the change to each, time them again; returns the
         result. The sizes' timed runs take turns (:func:`helpers.timing.measure_in_turns`)."""
-        before: list[Measurement] = []
-        after: list[Measurement] = []
         _usable(self.conn)
         try:
             self.drop()
