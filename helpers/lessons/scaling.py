@@ -631,12 +631,14 @@ def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
     replicas.set_sync(pair.primary, pair.standby.name)
     try:
         with pair.primary.connect() as p, pair.standby.connect() as s:
-            def one(mode: str, body: str) -> float:
-                """BEGIN; SET LOCAL ...; INSERT; COMMIT (the setting ends with it): the COMMIT's seconds."""
+            def one(mode: str, body: str, at_commit: Callable[[], Any] = lambda: None) -> float:
+                """BEGIN; SET LOCAL ...; INSERT; COMMIT (the setting ends with it): the COMMIT's seconds.
+                ``at_commit`` runs just before the COMMIT is sent, inside its timing."""
                 p.execute("BEGIN")
                 p.execute(f"SET LOCAL synchronous_commit = {mode}")
                 p.execute("INSERT INTO notes (body) VALUES (%s)", (body,))
                 t0 = time.perf_counter()
+                at_commit()
                 p.execute("COMMIT")
                 return time.perf_counter() - t0
 
@@ -661,13 +663,7 @@ def commit_latency(pair: replicas.Pair, n: int = 60) -> dict:
             hidden = s.execute("SELECT count(*) FROM notes WHERE body = ANY(%s)",
                                ([bodies["local"], bodies["remote_write"]],)).fetchone()[0]
             timer = threading.Timer(pause, lambda: replicas.resume_replay(pair.standby))
-            p.execute("BEGIN")
-            p.execute("SET LOCAL synchronous_commit = remote_apply")
-            p.execute("INSERT INTO notes (body) VALUES (%s)", (bodies["remote_apply"],))
-            t0 = time.perf_counter()
-            timer.start()
-            p.execute("COMMIT")
-            blocked = time.perf_counter() - t0
+            blocked = one("remote_apply", bodies["remote_apply"], at_commit=timer.start)
             timer.join()
             seen_after = s.execute("SELECT count(*) FROM notes WHERE body = %s", (bodies["remote_apply"],)).fetchone()[0]
     finally:
